@@ -1,0 +1,127 @@
+import hashlib
+import json
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django_cryptography.fields import encrypt
+
+from .registry import KIND_CHOICES, KINDS
+
+
+class Status(models.TextChoices):
+    UNTESTED = "untested", "Untested"
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"
+
+
+def settings_fingerprint(kind: str, values: dict, secrets: dict) -> str:
+    """A digest of every setting including the secrets; identifies 'these exact settings' without storing them."""
+    payload = json.dumps({"kind": kind, "values": values, "secrets": secrets}, sort_keys=True, default=str)
+    return hashlib.sha256((settings.BYOI_ENCRYPTION_KEY + payload).encode()).hexdigest()
+
+
+class BYOIComponent(models.Model):
+    """One customer-run component of a chatbot. Secrets live only in `secret_values` (encrypted)."""
+
+    chatbot = models.ForeignKey("chatbots.Chatbot", on_delete=models.CASCADE, related_name="components")
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    enabled = models.BooleanField(default=True)
+    values = models.JSONField(default=dict, blank=True, help_text="Non-secret settings")
+    secret_values = encrypt(models.TextField(default="{}", blank=True))
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNTESTED)
+    last_checked = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    tested_fingerprint = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chatbot", "kind"], name="one_component_per_kind")]
+        ordering = ["chatbot", "kind"]
+        verbose_name = "BYOI component"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.chatbot_id}"
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"<BYOIComponent {self.kind} chatbot={self.chatbot_id} enabled={self.enabled} status={self.status}>"
+
+    @property
+    def spec(self):
+        return KINDS[self.kind]
+
+    @property
+    def secrets(self) -> dict:
+        return json.loads(self.secret_values or "{}")
+
+    @secrets.setter
+    def secrets(self, value: dict) -> None:
+        self.secret_values = json.dumps(value)
+
+    def settings_dict(self) -> dict:
+        """Every setting, secrets included, for a backend to connect with. Never render or log this."""
+        return {**self.values, **self.secrets}
+
+    def compute_fingerprint(self) -> str:
+        return settings_fingerprint(self.kind, self.values, self.secrets)
+
+
+class ConnectionTest(models.Model):
+    """A Test Connection run: the candidate settings (encrypted) and step-by-step results.
+
+    Celery receives only the id; rows expire after CONNECTION_TEST_TTL_SECONDS."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        OK = "ok", "Passed"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey("wizchat.Account", on_delete=models.CASCADE, related_name="connection_tests")
+    chatbot = models.ForeignKey("chatbots.Chatbot", null=True, blank=True, on_delete=models.CASCADE)
+    component = models.ForeignKey(BYOIComponent, null=True, blank=True, on_delete=models.SET_NULL)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    values = models.JSONField(default=dict, blank=True)
+    secret_values = encrypt(models.TextField(default="{}", blank=True))
+    fingerprint = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    steps = models.JSONField(default=list, blank=True, help_text="[{name, label, status, code, message, hint, ms}]")
+    error_code = models.CharField(max_length=32, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __repr__(self) -> str:
+        return f"<ConnectionTest {self.id} {self.kind} {self.state}>"
+
+    @property
+    def secrets(self) -> dict:
+        return json.loads(self.secret_values or "{}")
+
+    @secrets.setter
+    def secrets(self, value: dict) -> None:
+        self.secret_values = json.dumps(value)
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state in (self.State.OK, self.State.FAILED)
+
+
+class AuditEvent(models.Model):
+    """Who changed, tested, enabled or rotated what. Never holds a secret value."""
+
+    account = models.ForeignKey("wizchat.Account", null=True, on_delete=models.SET_NULL)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    chatbot_id = models.UUIDField(null=True, blank=True)
+    action = models.CharField(max_length=50)
+    detail = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]

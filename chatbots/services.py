@@ -1,0 +1,40 @@
+"""Chatbot services: the work behind the dashboard views, callable without HTTP."""
+
+from django.db import transaction
+from django.http import Http404
+
+from wizchat.models import Account
+from wizchat.plans import plan_check_chatbot_limit
+
+from .models import Chatbot
+
+
+def chatbot_get_for_user(user, chatbot_id) -> Chatbot:
+    """The chatbot if it belongs to the user's account; 404 otherwise (never a hint that it exists)."""
+    from wizchat.accounts import account_for_user
+
+    account = account_for_user(user)
+    try:
+        return Chatbot.objects.select_related("account__plan").get(pk=chatbot_id, account=account)
+    except (Chatbot.DoesNotExist, ValueError):
+        raise Http404("No such chatbot") from None
+
+
+@transaction.atomic
+def chatbot_create(account: Account, *, name: str, instructions: str = "") -> Chatbot:
+    # Lock the account row so two concurrent creates cannot both pass the limit check.
+    Account.objects.select_for_update().get(pk=account.pk)
+    plan_check_chatbot_limit(account)
+    return Chatbot.objects.create(account=account, name=name, instructions=instructions)
+
+
+def chatbot_update(chatbot: Chatbot, *, name: str, instructions: str) -> Chatbot:
+    chatbot.name = name
+    chatbot.instructions = instructions
+    chatbot.save(update_fields=["name", "instructions", "updated"])
+    return chatbot
+
+
+def chatbot_delete(chatbot: Chatbot) -> None:
+    """Delete the chatbot's platform rows. Data in a customer's own infrastructure is never dropped."""
+    chatbot.delete()

@@ -1,0 +1,63 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from wizchat.accounts import account_for_user
+from wizchat.plans import PlanLimitReached
+
+from . import services
+from .forms import ChatbotForm
+
+
+@login_required
+def chatbot_list(request):
+    account = account_for_user(request.user)
+    chatbots = account.chatbots.all()
+    return render(request, "chatbots/list.html", {"chatbots": chatbots, "account": account})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def chatbot_new(request):
+    account = account_for_user(request.user)
+    form = ChatbotForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            chatbot = services.chatbot_create(account, **form.cleaned_data)
+        except PlanLimitReached as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Chatbot “{chatbot.name}” created.")
+            return redirect("chatbots:detail", chatbot_id=chatbot.id)
+    return render(request, "chatbots/create.html", {"form": form, "account": account})
+
+
+@login_required
+def chatbot_detail(request, chatbot_id):
+    chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
+    return render(request, "chatbots/detail.html", {"chatbot": chatbot})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def chatbot_edit(request, chatbot_id):
+    chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
+    form = ChatbotForm(request.POST or None, instance=chatbot)
+    if request.method == "POST" and form.is_valid():
+        services.chatbot_update(chatbot, **form.cleaned_data)
+        messages.success(request, "Chatbot saved.")
+        return redirect("chatbots:detail", chatbot_id=chatbot.id)
+    return render(request, "chatbots/edit.html", {"form": form, "chatbot": chatbot})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def chatbot_remove(request, chatbot_id):
+    chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
+    if request.method == "POST":
+        name = chatbot.name
+        services.chatbot_delete(chatbot)
+        messages.success(request, f"Chatbot “{name}” deleted.")
+        return redirect("chatbots:list")
+    return render(request, "chatbots/delete.html", {"chatbot": chatbot})

@@ -1,0 +1,117 @@
+import os
+import subprocess
+import time
+import uuid
+
+import psycopg
+import pytest
+from django.conf import settings
+from psycopg import sql
+
+from tests.peers import PEERS
+from wizchat import embedded
+
+
+@pytest.fixture
+def peers():
+    return PEERS
+
+
+@pytest.fixture
+def make_user(db):
+    from wizchat.accounts import account_signup
+
+    def make(email=None, plan="pro", team_name="Team"):
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        return account_signup(email=email, password="correct horse battery", team_name=team_name, plan_slug=plan)
+
+    return make
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("owner@example.com", team_name="Acme")
+
+
+@pytest.fixture
+def teammate(owner):
+    from django.contrib.auth import get_user_model
+
+    from wizchat.models import Membership
+
+    user = get_user_model().objects.create_user("mate@example.com", "mate@example.com", "correct horse battery")
+    Membership.objects.create(user=user, account=owner.membership.account)
+    return user
+
+
+@pytest.fixture
+def outsider(make_user):
+    return make_user("outsider@example.com", team_name="Other Co")
+
+
+@pytest.fixture
+def free_user(make_user):
+    return make_user("free@example.com", plan="free", team_name="Freebies")
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def chatbot(owner):
+    from chatbots.services import chatbot_create
+
+    return chatbot_create(owner.membership.account, name="Support bot", instructions="Be brief.")
+
+
+@pytest.fixture
+def customer_db():
+    """A fresh database on the customer's PostgreSQL with a least-privilege role that owns it.
+
+    Returns a dict of BYOI settings (host, port, database, username, password, ssl_mode)."""
+    name = f"cust_{uuid.uuid4().hex[:10]}"
+    role, password = f"r_{name}", embedded.new_password()
+    admin = PEERS.customer_pg
+    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+    # pgvector is installed by the admin, as a customer's DBA would; the service role cannot create it.
+    with psycopg.connect(admin.dsn(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    yield {"host": "127.0.0.1", "port": admin.port, "database": name, "username": role, "password": password,
+           "ssl_mode": "disable"}
+    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker process consuming the test broker and using the test database.
+
+    Tests using it need `transactional_db` so that what they write is committed and visible to the worker."""
+    env = dict(os.environ)
+    test_db = settings.DATABASES["default"]["NAME"]
+    env["DATABASE_URL"] = PEERS.platform_pg.url(test_db)
+    log = PEERS.root / "celery.log"
+    proc = embedded.start_celery_worker(env, log, concurrency=2)
+    from wizchat.celery import app
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Celery worker exited: {log.read_text()[-3000:]}")
+        replies = app.control.ping(timeout=0.5)
+        if replies:
+            break
+    else:
+        raise RuntimeError(f"Celery worker did not answer: {log.read_text()[-3000:]}")
+    yield proc
+    embedded.stop_process(proc)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)

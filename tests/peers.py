@@ -1,0 +1,63 @@
+"""Pytest plugin (loaded with `-p tests.peers`, before pytest-django configures Django): starts the
+embedded peers once per test session and points the settings at them.
+
+- platform PostgreSQL + pgvector (Django's test database lives here)
+- a second PostgreSQL acting as a customer's server
+- FalkorDB (platform graph and Celery broker)
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from wizchat import embedded
+
+
+class Peers:
+    root: Path
+    platform_pg: embedded.EmbeddedPostgres
+    customer_pg: embedded.EmbeddedPostgres
+    falkor: embedded.EmbeddedFalkor
+
+
+PEERS = Peers()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    if any(a in ("--help", "-h", "--version") for a in args):
+        return
+    root = Path(tempfile.mkdtemp(prefix="wizchat-test-"))
+    PEERS.root = root
+    PEERS.platform_pg = embedded.EmbeddedPostgres(root / "pg-platform", embedded.free_port(), embedded.new_password())
+    PEERS.customer_pg = embedded.EmbeddedPostgres(root / "pg-customer", embedded.free_port(), embedded.new_password())
+    PEERS.falkor = embedded.EmbeddedFalkor(root / "falkordb", embedded.free_port(), embedded.new_password())
+    for server in (PEERS.platform_pg, PEERS.customer_pg, PEERS.falkor):
+        server.start()
+    PEERS.platform_pg.ensure_database("wizchat")
+    os.environ.update(
+        {
+            "WIZCHAT_STATE_DIR": str(root / "state"),
+            "DATABASE_URL": PEERS.platform_pg.url("wizchat"),
+            "FALKORDB_URL": PEERS.falkor.url(0),
+            "CELERY_BROKER_URL": PEERS.falkor.url(1),
+            "EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "BYOI_CONNECT_TIMEOUT": "2",
+            "BYOI_OPERATION_TIMEOUT": "10",
+            "DEBUG": "false",
+        }
+    )
+
+
+def pytest_unconfigure(config):
+    root = getattr(PEERS, "root", None)
+    if root is None:
+        return
+    for name in ("falkor", "customer_pg", "platform_pg"):
+        server = getattr(PEERS, name, None)
+        if server is not None:
+            server.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,25 @@
+"""Accounts: sign-up and the one helper every view uses to find the requesting user's account."""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.http import Http404
+
+from .models import Account, Membership, Plan
+
+
+def account_for_user(user) -> Account:
+    """The account of a logged-in user; 404 (never details) for a user without one."""
+    try:
+        return user.membership.account
+    except (AttributeError, Membership.DoesNotExist):
+        raise Http404("No account") from None
+
+
+@transaction.atomic
+def account_signup(*, email: str, password: str, team_name: str, plan_slug: str = "free"):
+    """Create a user, their team account on `plan_slug`, and the owner membership."""
+    User = get_user_model()
+    user = User.objects.create_user(username=email.lower(), email=email.lower(), password=password)
+    account = Account.objects.create(name=team_name or email.split("@")[0], plan=Plan.objects.get(slug=plan_slug))
+    Membership.objects.create(user=user, account=account, is_owner=True)
+    return user

@@ -1,0 +1,44 @@
+from django.conf import settings
+from django.db import models
+
+
+class Plan(models.Model):
+    """A subscription plan. Seeded by a data migration; staff edit limits in the admin."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=50)
+    byoi_allowed = models.BooleanField(default=False)
+    max_chatbots = models.PositiveIntegerField()
+    max_documents = models.PositiveIntegerField(help_text="Documents per chatbot")
+    max_messages_per_month = models.PositiveIntegerField()
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(models.Model):
+    """A team. Every object a customer can reach belongs to exactly one account."""
+
+    name = models.CharField(max_length=100)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    is_owner = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.account}"

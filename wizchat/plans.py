@@ -1,0 +1,56 @@
+"""Plan limits and gating. Enforced here, in the service layer, whatever path a request takes."""
+
+from django.core.exceptions import PermissionDenied
+
+from .models import Account, Plan
+
+PLANS = [
+    # slug, name, byoi_allowed, chatbots, documents per chatbot, messages per month
+    ("free", "Free", False, 1, 10, 100),
+    ("pro", "Pro", True, 5, 100, 5_000),
+    ("pro-plus", "Pro+", True, 15, 500, 20_000),
+    ("business", "Business", True, 50, 2_000, 100_000),
+    ("enterprise", "Enterprise", True, 500, 20_000, 1_000_000),
+]
+
+
+class PlanLimitReached(PermissionDenied):
+    """Raised with a message that tells the customer which limit and how to lift it."""
+
+
+def byoi_plan_names() -> list[str]:
+    return list(Plan.objects.filter(byoi_allowed=True).values_list("name", flat=True))
+
+
+def plan_require_byoi(account: Account) -> None:
+    if not account.plan.byoi_allowed:
+        names = ", ".join(byoi_plan_names())
+        raise PlanLimitReached(
+            f"BYOI is not included in the {account.plan.name} plan. It is available on {names}."
+        )
+
+
+def plan_check_chatbot_limit(account: Account) -> None:
+    count = account.chatbots.count()
+    if count >= account.plan.max_chatbots:
+        raise PlanLimitReached(
+            f"Your {account.plan.name} plan allows {account.plan.max_chatbots} chatbot"
+            f"{'s' if account.plan.max_chatbots != 1 else ''}. Delete one or upgrade your plan to create another."
+        )
+
+
+def plan_check_document_limit(chatbot) -> None:
+    plan = chatbot.account.plan
+    if chatbot.documents.count() >= plan.max_documents:
+        raise PlanLimitReached(
+            f"Your {plan.name} plan allows {plan.max_documents} documents per chatbot. "
+            "Delete a document or upgrade your plan to add more."
+        )
+
+
+def plan_check_message_limit(account: Account, sent_this_month: int) -> None:
+    if sent_this_month >= account.plan.max_messages_per_month:
+        raise PlanLimitReached(
+            f"Your {account.plan.name} plan allows {account.plan.max_messages_per_month} messages a month; "
+            "this month's are used up. Upgrade your plan to keep chatting."
+        )

@@ -1,0 +1,175 @@
+"""WizChat settings. Every setting comes from the environment (django-environ); nothing else reads os.environ."""
+
+import ipaddress
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+STATE_DIR = Path(env.str("WIZCHAT_STATE_DIR", default=str(BASE_DIR / ".state")))
+# The embedded launcher writes the addresses of the servers it started here; explicit variables win.
+_runtime_env = STATE_DIR / "runtime.env"
+if _runtime_env.exists() and not env.bool("WIZCHAT_IGNORE_RUNTIME_ENV", default=False):
+    environ.Env.read_env(str(_runtime_env), overwrite=False)
+
+
+def _secret(name: str, generate: bool = True) -> str:
+    """A secret from NAME, NAME_FILE, or (development) a value generated once into the state folder."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        return Path(path).read_text().strip()
+    if not generate:
+        return ""
+    stored = STATE_DIR / "secrets" / name.lower()
+    if not stored.exists():
+        stored.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stored.write_text(secrets.token_urlsafe(48))
+        stored.chmod(0o600)
+    return stored.read_text().strip()
+
+
+def _secret_list(name: str) -> list[str]:
+    value = _secret(name, generate=False)
+    return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = _secret("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# BYOI secrets are encrypted with their own key, never with SECRET_KEY. Old keys stay readable
+# until `manage.py rotate_byoi_key` has re-encrypted every secret under the current one.
+BYOI_ENCRYPTION_KEY = _secret("BYOI_ENCRYPTION_KEY")
+BYOI_ENCRYPTION_OLD_KEYS = _secret_list("BYOI_ENCRYPTION_OLD_KEYS")
+CRYPTOGRAPHY_KEY = BYOI_ENCRYPTION_KEY
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "wizchat",
+    "byoi",
+    "chatbots",
+    "conversations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "wizchat.urls"
+WSGI_APPLICATION = "wizchat.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "wizchat.context_processors.account",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/wizchat"),
+}
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 10)
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+FALKORDB_URL = env.str("FALKORDB_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# Default components (what a chatbot uses where it has no BYOI component of that kind).
+DEFAULT_LLM_ENDPOINT = env.str("DEFAULT_LLM_ENDPOINT", default="http://127.0.0.1:8088/v1")
+DEFAULT_LLM_API_KEY = _secret("DEFAULT_LLM_API_KEY", generate=False) or "not-needed"
+DEFAULT_LLM_MODEL = env.str("DEFAULT_LLM_MODEL", default="smollm2-135m-instruct")
+DEFAULT_EMBEDDINGS_ENDPOINT = env.str("DEFAULT_EMBEDDINGS_ENDPOINT", default="")  # empty: in-process MiniLM
+DEFAULT_EMBEDDINGS_API_KEY = _secret("DEFAULT_EMBEDDINGS_API_KEY", generate=False)
+DEFAULT_EMBEDDINGS_MODEL = env.str("DEFAULT_EMBEDDINGS_MODEL", default="all-MiniLM-L6-v2")
+DEFAULT_EMBEDDINGS_DIMENSIONS = env.int("DEFAULT_EMBEDDINGS_DIMENSIONS", default=384)
+
+# Egress to customer hosts: loopback/private/link-local/metadata are refused unless allow-listed here.
+EGRESS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in env.list("EGRESS_ALLOWED_NETWORKS", default=[])]
+BYOI_CONNECT_TIMEOUT = env.float("BYOI_CONNECT_TIMEOUT", default=5.0)
+BYOI_OPERATION_TIMEOUT = env.float("BYOI_OPERATION_TIMEOUT", default=30.0)
+BYOI_TEST_RATE_LIMIT = env.int("BYOI_TEST_RATE_LIMIT", default=30)  # Test Connection runs per account per minute
+CONNECTION_TEST_TTL_SECONDS = env.int("CONNECTION_TEST_TTL_SECONDS", default=3600)
+
+# Where the deployed standalone runtime reads its BYOI settings from (CUSTOM_* variables); empty on the platform.
+CUSTOM_COMPONENTS_ENV = {k: v for k, v in env.ENVIRON.items() if k.startswith("CUSTOM_")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chatbots:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = STATE_DIR / "staticfiles"
+MEDIA_ROOT = STATE_DIR / "media"
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"scrub_secrets": {"()": "byoi.logging.SecretScrubFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["scrub_secrets"]},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+    },
+}
