@@ -1,0 +1,92 @@
+"""Test Connection: the spec's validation checklist as ordered steps, stopping at the first failure.
+
+Each kind's module (llm.py, embeddings.py, vector_store.py, graph.py, conversations.py) defines
+`steps(settings) -> list[Step]`. A step's `run(ctx)` returns an optional detail string or raises
+`BackendError`; `cleanup(ctx)` functions run at the end whatever happened (probe rows removed)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from django.utils.module_loading import import_string
+
+from byoi.errors import BackendError
+from byoi.registry import KINDS
+
+STEP_LABELS = {
+    "address": "Address allowed",
+    "tcp": "TCP connection",
+    "tls": "TLS",
+    "auth": "Authentication",
+    "version": "Version / extension",
+    "permissions": "Permissions",
+    "operation": "Operation",
+}
+
+
+@dataclass
+class Step:
+    name: str  # one of STEP_LABELS
+    run: Callable[[Context], str | None]
+    label: str = ""
+
+
+@dataclass
+class Context:
+    settings: dict
+    state: dict = field(default_factory=dict)  # shared between steps (an open connection, a client…)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass
+class StepResult:
+    name: str
+    label: str
+    status: str  # ok | failed | skipped | pending
+    code: str = ""
+    message: str = ""
+    hint: str = ""
+    ms: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_plan(kind: str, settings: dict) -> list[Step]:
+    steps = import_string(KINDS[kind].check)(settings)
+    for step in steps:
+        step.label = step.label or STEP_LABELS[step.name]
+    return steps
+
+
+def check_run(kind: str, settings: dict, on_step: Callable[[list[StepResult]], None] | None = None) -> list[StepResult]:
+    """Run the kind's checklist against `settings`; calls on_step(results so far) after each step."""
+    steps = check_plan(kind, settings)
+    results = [StepResult(s.name, s.label, "pending") for s in steps]
+    ctx = Context(settings=settings)
+    try:
+        for i, step in enumerate(steps):
+            started = time.monotonic()
+            try:
+                detail = step.run(ctx) or ""
+            except BackendError as error:
+                results[i] = StepResult(step.name, step.label, "failed", error.code, error.message, error.hint,
+                                        int((time.monotonic() - started) * 1000))
+                for j in range(i + 1, len(steps)):
+                    results[j].status = "skipped"
+                break
+            results[i] = StepResult(step.name, step.label, "ok", message=detail,
+                                    ms=int((time.monotonic() - started) * 1000))
+            if on_step:
+                on_step(results)
+    finally:
+        for cleanup in reversed(ctx.cleanups):
+            try:
+                cleanup()
+            except Exception:  # noqa: S110 - a failed probe cleanup must not mask the check's result
+                pass
+    if on_step:
+        on_step(results)
+    return results
