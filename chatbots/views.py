@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.utils.module_loading import import_string
 from django.views.decorators.http import require_http_methods
 
 from wizchat.accounts import account_for_user
@@ -8,6 +9,13 @@ from wizchat.plans import PlanLimitReached
 
 from . import services
 from .forms import ChatbotForm
+
+# Each section of the chatbot page adds its context here: (request, chatbot) -> dict.
+# Its template is included by chatbots/detail.html.
+DETAIL_SECTIONS = [
+    "byoi.sections.status_context",  # BYOI components: checkmarks, last check, Re-test
+    "chatbots.sections.knowledge_context",  # documents, ingestion progress, chat, history, data locations
+]
 
 
 @login_required
@@ -36,7 +44,10 @@ def chatbot_new(request):
 @login_required
 def chatbot_detail(request, chatbot_id):
     chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
-    return render(request, "chatbots/detail.html", {"chatbot": chatbot})
+    context = {"chatbot": chatbot}
+    for provider in DETAIL_SECTIONS:
+        context.update(import_string(provider)(request, chatbot))
+    return render(request, "chatbots/detail.html", context)
 
 
 @login_required
