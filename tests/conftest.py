@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from psycopg import sql
 
+from tests.openai_server import llama_server, openai_server  # noqa: F401
 from tests.peers import PEERS
 from wizchat import embedded
 

@@ -1,0 +1,155 @@
+"""LLM backend: any OpenAI-compatible chat completions API (the platform's llama.cpp server, OpenAI, Azure
+OpenAI, Ollama, vLLM, LocalAI, proxies for Bedrock and Vertex…). Default and custom use this one class."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+
+from byoi import netguard
+from byoi.backends.base import LLM, BackendError
+
+
+def openai_client(backend, base_url: str, api_key: str) -> openai.OpenAI:
+    """An OpenAI client whose only way out is netguard's pinned httpx client; no retries (the caller
+    decides), explicit timeouts."""
+    guard = backend.settings.get("egress_guard", True) is not False
+    http = netguard.http_client(base_url, timeout_connect=backend.connect_timeout,
+                                timeout_read=backend.operation_timeout, guard=guard)
+    timeout = httpx.Timeout(connect=backend.connect_timeout, read=backend.operation_timeout,
+                            write=backend.operation_timeout, pool=backend.operation_timeout)
+    # Some local servers need no key, but the client insists on one: a placeholder is sent instead.
+    return openai.OpenAI(base_url=base_url.rstrip("/"), api_key=api_key or "not-needed", http_client=http,
+                         max_retries=0, timeout=timeout)
+
+
+def endpoint_parts(settings: dict) -> tuple[str, str, int]:
+    return netguard.split_endpoint(settings.get("endpoint") or "")
+
+
+class OpenAIClientMixin:
+    _client: openai.OpenAI | None = None
+
+    def _where(self) -> tuple[str | None, int | None]:
+        try:
+            _, host, port = endpoint_parts(self.settings)
+        except BackendError:
+            return None, None
+        return host, port
+
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            self._client = openai_client(self, self.settings.get("endpoint") or "", self.settings.get("api_key") or "")
+        return self._client
+
+    def classify(self, error: BaseException) -> BackendError:
+        host, port = self._where()
+        return netguard.classify(error, host=host, port=port, timeout=self.operation_timeout,
+                                connect_timeout=self.connect_timeout)
+
+    def models(self) -> list[str] | None:
+        """The model ids the endpoint lists, or None when it offers no /models (some proxies don't)."""
+        try:
+            response = self.client().models.with_raw_response.list()
+            payload = _json(response.http_response, "/models")
+        except openai.NotFoundError:
+            return None
+        except BackendError:
+            raise
+        except Exception as error:
+            raise self.classify(error) from None
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise BackendError("protocol", "The server's /models answer is not an OpenAI-compatible model list.")
+        return [str(item.get("id")) for item in data if isinstance(item, dict) and item.get("id")]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _json(http_response: httpx.Response, what: str):
+    content_type = http_response.headers.get("content-type", "")
+    if "json" not in content_type:
+        kind = "an HTML page" if "html" in content_type else f"'{content_type.split(';')[0] or 'no content type'}'"
+        raise BackendError("protocol", f"The server answered {what} with {kind} instead of JSON.")
+    try:
+        return http_response.json()
+    except ValueError:
+        raise BackendError("protocol", f"The server's answer to {what} is not valid JSON.") from None
+
+
+class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
+    @property
+    def model(self) -> str:
+        model = (self.settings.get("model") or "").strip()
+        if not model:
+            raise BackendError("config", "The Model Name is empty.")
+        return model
+
+    # OpenAI's reasoning models reject `max_tokens` and want `max_completion_tokens`; older servers know only
+    # the first. The first refusal switches this backend to the other name.
+    _length_param = "max_tokens"
+
+    def _request(self, messages, max_tokens, temperature, **extra) -> dict:
+        return {"model": self.model, "messages": messages, self._length_param: max_tokens,
+                "temperature": temperature, **extra}
+
+    def _create(self, raw: bool, **request):
+        create = (self.client().chat.completions.with_raw_response.create if raw
+                  else self.client().chat.completions.create)
+        try:
+            return create(**request)
+        except openai.BadRequestError as error:
+            if self._length_param == "max_tokens" and "max_completion_tokens" in str(error.body or ""):
+                request["max_completion_tokens"] = request.pop("max_tokens")
+                self._length_param = "max_completion_tokens"
+                return create(**request)
+            raise
+
+    def chat(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> str:
+        try:
+            response = self._create(True, **self._request(messages, max_tokens, temperature))
+            payload = _json(response.http_response, "/chat/completions")
+        except BackendError:
+            raise
+        except Exception as error:
+            raise self.classify(error) from None
+        try:
+            content = payload["choices"][0]["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise BackendError("protocol", "The server's chat completion has no choices: it is not an "
+                                           "OpenAI-compatible answer.") from None
+        return content or ""
+
+    def stream(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> Iterator[str]:
+        """Yield the answer's text as it arrives."""
+        try:
+            stream = self._create(False, **self._request(messages, max_tokens, temperature, stream=True))
+        except BackendError:
+            raise
+        except Exception as error:
+            raise self.classify(error) from None
+        content_type = stream.response.headers.get("content-type", "")
+        if "event-stream" not in content_type:
+            stream.close()
+            kind = "an HTML page" if "html" in content_type else f"'{content_type.split(';')[0] or 'nothing'}'"
+            raise BackendError("protocol", f"The server answered a streaming chat completion with {kind} "
+                                           "instead of server-sent events.")
+        try:
+            for chunk in stream:
+                choices = getattr(chunk, "choices", None)
+                if choices is None:
+                    raise BackendError("protocol", "The server's stream has no choices: it is not an "
+                                                   "OpenAI-compatible answer.")
+                if choices and choices[0].delta is not None and choices[0].delta.content:
+                    yield choices[0].delta.content
+        except BackendError:
+            raise
+        except Exception as error:
+            raise self.classify(error) from None
+        finally:
+            stream.close()

@@ -1,0 +1,96 @@
+"""Test Connection for an OpenAI-compatible LLM: address allowed → TCP → TLS (https only) → authentication
+(GET /models where offered) → operation (a real chat completion of a few tokens)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings as dj
+
+from byoi import netguard
+from byoi.backends.base import BackendError
+from byoi.checks import Context, Step
+
+
+def endpoint_steps(settings: dict, backend_class) -> list[Step]:
+    """The steps every OpenAI-compatible endpoint shares, up to and including authentication."""
+    guard = settings.get("egress_guard", True) is not False
+
+    def where(ctx: Context) -> tuple[str, str, int]:
+        return netguard.split_endpoint(ctx.settings.get("endpoint") or "")
+
+    def address(ctx: Context) -> str:
+        _, host, port = where(ctx)
+        if not guard:
+            return f"{host} is a platform server."
+        addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
+        shown = ", ".join(addresses[:3])
+        allow_listed = any(netguard._why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
+        note = " (allowed by the operator's network allow-list)" if allow_listed else ""
+        return shown + note if netguard._parse_ip(host) else f"{host} resolves to {shown}{note}."
+
+    def tcp(ctx: Context) -> str:
+        _, host, port = where(ctx)
+        if guard:
+            sock = netguard.connect_tcp(host, port, dj.BYOI_CONNECT_TIMEOUT)
+        else:
+            import socket
+
+            try:
+                sock = socket.create_connection((host, port), timeout=dj.BYOI_CONNECT_TIMEOUT)
+            except OSError as error:
+                raise netguard.classify(error, host=host, port=port, timeout=dj.BYOI_CONNECT_TIMEOUT) from None
+        sock.close()
+        return f"Port {port} is open."
+
+    def tls(ctx: Context) -> str:
+        _, host, port = where(ctx)
+        version = netguard.tls_handshake(host, port, dj.BYOI_CONNECT_TIMEOUT)
+        return f"{version}; the certificate is valid for {host}."
+
+    def auth(ctx: Context) -> str:
+        backend = backend_of(ctx, backend_class)
+        models = backend.models()
+        if models is None:
+            return "The endpoint lists no models; the key is checked by the next step."
+        model = (ctx.settings.get("model") or "").strip()
+        if model in models:
+            return f"Key accepted; the endpoint serves {model}."
+        return f"Key accepted; the endpoint lists {len(models)} models."
+
+    steps = [Step("address", address), Step("tcp", tcp)]
+    if settings_scheme(settings) == "https":
+        steps.append(Step("tls", tls))
+    steps.append(Step("auth", auth))
+    return steps
+
+
+def settings_scheme(settings: dict) -> str:
+    try:
+        return netguard.split_endpoint(settings.get("endpoint") or "")[0]
+    except BackendError:
+        return ""
+
+
+def backend_of(ctx: Context, backend_class):
+    """One backend (and one HTTP client) for all steps of a check, closed at the end."""
+    backend = ctx.state.get("backend")
+    if backend is None:
+        backend = ctx.state["backend"] = backend_class(ctx.settings)
+        ctx.cleanups.append(backend.close)
+    return backend
+
+
+def steps(settings: dict) -> list[Step]:
+    from byoi.backends.llm import OpenAICompatibleLLM
+
+    def operation(ctx: Context) -> str:
+        backend = backend_of(ctx, OpenAICompatibleLLM)
+        answer = backend.chat([{"role": "user", "content": "Reply with the single word: OK"}], max_tokens=8,
+                              temperature=0)
+        answer = " ".join(answer.split())
+        if not answer:
+            return "The model answered (an empty completion)."
+        return f"The model answered: \u201c{answer[:60]}{'…' if len(answer) > 60 else ''}\u201d"
+
+    return [*endpoint_steps(settings, OpenAICompatibleLLM), Step("operation", operation)]

@@ -1,0 +1,409 @@
+"""The one way out to customer hosts (as healthchecks' hc/lib/curl.py).
+
+- `resolve_allowed()` resolves a name once and refuses loopback, private, link-local, multicast, reserved,
+  unspecified and cloud-metadata addresses unless the operator allow-listed them in
+  settings.EGRESS_ALLOWED_NETWORKS. Literal IPs are checked without DNS.
+- `connect_tcp()` and `http_client()` connect to the address that was checked (pinned), so a DNS answer that
+  changes between the check and the connection (DNS rebinding) cannot reach a blocked network. HTTP keeps the
+  host name for the Host header and for TLS (SNI and certificate verification), follows no redirects, ignores
+  proxy variables, and always has connect and read timeouts.
+- `classify()` turns low-level exceptions into the taxonomy of byoi/errors.py with plain messages that
+  never contain a secret or a URL.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+from django.conf import settings
+
+from byoi.errors import BackendError
+
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack…
+    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
+}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _parse_ip(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _why_blocked(ip: IPAddress) -> str | None:
+    """The kind of network `ip` is on if WizChat must not connect to it, else None."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return _why_blocked(ip.ipv4_mapped)
+    if ip in METADATA_ADDRESSES:
+        return "cloud metadata"
+    for attribute, label in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
+                             ("is_multicast", "multicast"), ("is_unspecified", "unspecified"),
+                             ("is_private", "private"), ("is_reserved", "reserved")):
+        if getattr(ip, attribute):
+            return label
+    if not ip.is_global:  # shared address space (100.64.0.0/10), documentation ranges…
+        return "non-public"
+    return None
+
+
+def address_allowed(ip: IPAddress) -> bool:
+    networks = getattr(settings, "EGRESS_ALLOWED_NETWORKS", [])
+    if any(ip.version == net.version and ip in net for net in networks):
+        return True
+    return _why_blocked(ip) is None
+
+
+def _getaddrinfo(host: str, port: int, timeout: float) -> list[str]:
+    """getaddrinfo with a deadline: a resolver that hangs must not hang the caller."""
+    result: dict = {}
+
+    def lookup():
+        try:
+            result["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            result["error"] = error
+
+    worker = threading.Thread(target=lookup, daemon=True, name="netguard-dns")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise BackendError("timeout", f"Looking up {host} took longer than {timeout:g} seconds.",
+                           hint="The host name could not be resolved in time: check the DNS of this name.")
+    if "error" in result:
+        raise BackendError("dns", f"The host name {host} does not resolve.")
+    addresses: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in result["infos"]:
+        if sockaddr[0] not in addresses:
+            addresses.append(sockaddr[0])
+    if not addresses:
+        raise BackendError("dns", f"The host name {host} does not resolve.")
+    return addresses
+
+
+def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> list[str]:
+    """The addresses of `host` WizChat may connect to; BackendError("blocked_address") if any is refused.
+
+    Refusing when ANY address is blocked (not only the first) stops a name that mixes a public and a
+    private address from reaching the private one through a fallback."""
+    host = (host or "").strip()
+    if not host:
+        raise BackendError("config", "The host is empty.")
+    literal = _parse_ip(host)
+    if literal is not None:
+        candidates = [str(literal)]
+    else:
+        candidates = _getaddrinfo(host, port, timeout or settings.BYOI_CONNECT_TIMEOUT)
+    for address in candidates:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not address_allowed(ip):
+            where = "" if literal is not None else f"{host} resolves to "
+            raise BackendError("blocked_address",
+                               f"{where}{ip}, a {_why_blocked(ip)} address: WizChat does not connect there.")
+    return candidates
+
+
+def _open(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """Connect to the first address that answers within `timeout` seconds in total."""
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            return socket.create_connection((address, port), timeout=remaining)
+        except OSError as error:
+            last = error
+    if last is None or isinstance(last, TimeoutError):
+        raise TimeoutError("connect timed out")
+    raise last
+
+
+def connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to an allowed address of `host` (BackendError on any failure)."""
+    addresses = resolve_allowed(host, port, timeout=timeout)
+    try:
+        return _open(addresses, port, timeout)
+    except TimeoutError:
+        raise BackendError("timeout", f"Connection to {host}:{port} did not complete within {timeout:g} seconds.") \
+            from None
+    except OSError as error:
+        raise classify(error, host=host, port=port, timeout=timeout) from None
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """httpcore network backend that connects only to addresses resolve_allowed() accepted.
+
+    httpcore hands the URL's host name to connect_tcp and later uses the same name for TLS (SNI and the
+    certificate check), so only the TCP connection is redirected to the checked address."""
+
+    def __init__(self, guard: bool):
+        self.guard = guard
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = timeout or settings.BYOI_CONNECT_TIMEOUT
+        addresses = resolve_allowed(host, port, timeout=timeout) if self.guard else [host]
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        for address in addresses:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                return self._backend.connect_tcp(address, port, remaining, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                last = error
+        raise last or httpcore.ConnectTimeout("connect timed out")
+
+    def connect_unix_socket(self, *args, **kwargs):  # pragma: no cover - never for customer hosts
+        raise BackendError("config", "Unix sockets are not supported.")
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    def __init__(self, *, guard: bool = True, limits: httpx.Limits | None = None):
+        limits = limits or httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PinnedBackend(guard),
+        )
+
+
+def _refuse_redirect(response: httpx.Response) -> None:
+    if response.is_redirect:
+        raise BackendError("protocol", f"The endpoint answered with a redirect (HTTP {response.status_code}); "
+                                       "WizChat does not follow redirects. Enter the final URL of the API.")
+
+
+def split_endpoint(base_url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL, or BackendError("config")."""
+    try:
+        parts = urlsplit((base_url or "").strip())
+        port = parts.port
+    except ValueError:
+        raise BackendError("config", "The API endpoint is not a valid URL.") from None
+    if parts.scheme not in ("http", "https"):
+        raise BackendError("config", "The API endpoint must start with https:// (or http://).")
+    if not parts.hostname:
+        raise BackendError("config", "The API endpoint has no host name.")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def http_client(base_url: str, *, timeout_connect: float, timeout_read: float, headers: dict | None = None,
+                guard: bool = True) -> httpx.Client:
+    """An httpx client for one customer endpoint: pinned to checked addresses, no redirects, no proxies.
+
+    `guard=False` is only for the platform's own default servers (trusted, on loopback in development)."""
+    split_endpoint(base_url)
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers or {},
+        transport=PinnedTransport(guard=guard),
+        timeout=httpx.Timeout(connect=timeout_connect, read=timeout_read, write=timeout_read, pool=timeout_read),
+        follow_redirects=False,
+        trust_env=False,
+        event_hooks={"response": [_refuse_redirect]},
+    )
+
+
+def tls_handshake(host: str, port: int, timeout: float) -> str:
+    """Open a pinned connection and complete a verified TLS handshake; returns e.g. "TLSv1.3"."""
+    sock = connect_tcp(host, port, timeout)
+    context = ssl.create_default_context()
+    try:
+        sock.settimeout(timeout)
+        with context.wrap_socket(sock, server_hostname=host) as tls:
+            return tls.version() or "TLS"
+    except (OSError, ssl.SSLError) as error:
+        raise classify(error, host=host, port=port, timeout=timeout) from None
+    finally:
+        sock.close()
+
+
+def _where(host: str | None, port: int | None) -> str:
+    if host and port:
+        return f" to {host}:{port}"
+    return f" to {host}" if host else ""
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def classify(exc: BaseException, *, host: str | None = None, port: int | None = None,
+             timeout: float | None = None, connect_timeout: float | None = None) -> BackendError:
+    """A BackendError for `exc` (an error from socket, ssl, httpx, openai, psycopg or redis).
+
+    Messages are written here, not copied from the exception: library messages can quote a URL with its
+    credentials or a connection string."""
+    where = _where(host, port)
+    after = f" within {timeout:g} seconds" if timeout else ""
+    connect_after = f" within {connect_timeout:g} seconds" if connect_timeout else after
+    for error in _chain(exc):
+        found = _classify_one(error, where, after, connect_after)
+        if found is not None:
+            return found
+    return BackendError("unavailable", f"The connection{where} failed ({type(exc).__name__}).")
+
+
+def _classify_one(error: BaseException, where: str, after: str, connect_after: str) -> BackendError | None:
+    if isinstance(error, BackendError):
+        return error
+    name = type(error).__module__.split(".")[0]
+    if name == "openai":
+        return _classify_openai(error, where, after)
+    if name == "psycopg":
+        return _classify_psycopg(error, where, connect_after)
+    if name in ("redis", "falkordb"):
+        return _classify_redis(error, where, connect_after)
+    if isinstance(error, httpx.TimeoutException | httpcore.TimeoutException | TimeoutError | socket.timeout):
+        if isinstance(error, httpx.ConnectTimeout | httpcore.ConnectTimeout):
+            return BackendError("timeout", f"Connection{where} did not complete{connect_after}.")
+        return BackendError("timeout", f"The server{where.replace(' to ', ' at ')} did not answer{after}.")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = getattr(error, "verify_message", "") or "not trusted"
+        return BackendError("tls", f"The server's TLS certificate was rejected: {reason}.")
+    if isinstance(error, ssl.SSLError):
+        return BackendError("tls", f"The TLS handshake{where} failed ({error.reason or 'SSL error'}).")
+    if isinstance(error, socket.gaierror):
+        return BackendError("dns", f"The host name{where.replace(' to ', ' ')} does not resolve.")
+    if isinstance(error, ConnectionRefusedError):
+        return BackendError("refused", f"Connection{where} refused: nothing listens on this port.")
+    if isinstance(error, ConnectionResetError | BrokenPipeError):
+        return BackendError("protocol", f"The server{where.replace(' to ', ' at ')} closed the connection.")
+    if isinstance(error, OSError) and error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return BackendError("timeout", f"The host{where.replace(' to ', ' ')} is unreachable.")
+    if isinstance(error, httpx.RemoteProtocolError | httpcore.RemoteProtocolError | httpx.DecodingError):
+        return BackendError("protocol", f"The server{where.replace(' to ', ' at ')} sent an invalid HTTP answer.")
+    if isinstance(error, httpx.UnsupportedProtocol):
+        return BackendError("config", "The API endpoint must start with https:// (or http://).")
+    return None
+
+
+def _classify_openai(error, where: str, after: str) -> BackendError | None:
+    import openai
+
+    if isinstance(error, openai.APITimeoutError):
+        return None if error.__cause__ is not None else BackendError("timeout", f"The API did not answer{after}.")
+    if isinstance(error, openai.APIConnectionError):
+        return None  # the cause (socket, ssl…) says what happened
+    if isinstance(error, openai.APIResponseValidationError):
+        return BackendError("protocol", "The server's answer is not a valid OpenAI-compatible response.")
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        code = _error_code(error)
+        if status in (401, 403):
+            return BackendError("auth", f"The API refused the key (HTTP {status}).")
+        if code == "model_not_found" or (status == 404 and "model" in _error_message(error).lower()):
+            return BackendError("model_not_found", "The endpoint does not serve this model (HTTP 404).")
+        if status == 404:
+            return BackendError("protocol", "The API answered 404 Not Found: this URL is not an OpenAI-compatible "
+                                            "API base.")
+        if status == 429:
+            return BackendError("unavailable", "The API is rate limiting or out of quota (HTTP 429).",
+                                hint="Check the plan and quota of this API key, then try again.")
+        if 300 <= status < 400:
+            return BackendError("protocol", f"The endpoint answered with a redirect (HTTP {status}); WizChat does "
+                                            "not follow redirects. Enter the final URL of the API.")
+        if status >= 500:
+            return BackendError("unavailable", f"The API failed with HTTP {status}.")
+        detail = _error_message(error)
+        return BackendError("protocol", f"The API rejected the request (HTTP {status})"
+                                        + (f": {detail}" if detail else "."))
+    return None
+
+
+def _error_code(error) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            return str(inner.get("code") or "")
+    return str(getattr(error, "code", "") or "")
+
+
+def _error_message(error) -> str:
+    from byoi.logging import scrub
+
+    body = getattr(error, "body", None)
+    message = ""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            message = str(inner.get("message") or "")
+    return scrub(message)[:200]
+
+
+def _classify_psycopg(error, where: str, after: str) -> BackendError | None:
+    import psycopg
+
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    text = str(error).lower()
+    if sqlstate in ("28P01", "28000") or "password authentication failed" in text or "no password" in text:
+        return BackendError("auth", f"The database refused the user name or password{where.replace(' to ', ' at ')}.")
+    if sqlstate == "42501":
+        return BackendError("permission", "The database user lacks a required permission.")
+    if sqlstate == "3D000":
+        return BackendError("config", "The database does not exist on this server.",
+                            hint="Check the Database field against the server's list of databases.")
+    if isinstance(error, psycopg.errors.ConnectionTimeout) or "timeout expired" in text or "timed out" in text:
+        return BackendError("timeout", f"Connection{where} did not complete{after}.")
+    if "ssl" in text or "certificate" in text or "tls" in text:
+        return BackendError("tls", f"The TLS negotiation{where} failed: the server's SSL setup does not match "
+                                   "the SSL mode.")
+    if "connection refused" in text:
+        return BackendError("refused", f"Connection{where} refused: nothing listens on this port.")
+    if "could not translate host name" in text or "name or service not known" in text:
+        return BackendError("dns", f"The host name{where.replace(' to ', ' ')} does not resolve.")
+    if isinstance(error, psycopg.OperationalError):
+        return BackendError("unavailable", f"The database connection{where} failed.")
+    return None
+
+
+def _classify_redis(error, where: str, after: str) -> BackendError | None:
+    import redis.exceptions as rx
+
+    text = str(error).lower()
+    if isinstance(error, rx.AuthenticationError) or "wrongpass" in text or "noauth" in text \
+            or "invalid password" in text or "authentication required" in text:
+        return BackendError("auth", f"The server refused the password{where.replace(' to ', ' at ')}.")
+    if isinstance(error, rx.TimeoutError) or "timeout" in text or "timed out" in text:
+        return BackendError("timeout", f"Connection{where} did not complete{after}.")
+    if "ssl" in text or "certificate" in text:
+        return BackendError("tls", f"The TLS handshake{where} failed.")
+    if "refused" in text:
+        return BackendError("refused", f"Connection{where} refused: nothing listens on this port.")
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return BackendError("dns", f"The host name{where.replace(' to ', ' ')} does not resolve.")
+    if isinstance(error, rx.ConnectionError):
+        return None if error.__cause__ is not None or error.__context__ is not None else \
+            BackendError("unavailable", f"The connection{where} failed.")
+    if isinstance(error, rx.ResponseError) and "unknown command" in text:
+        return BackendError("version", "The server does not know the GRAPH commands: FalkorDB 4.0+ is required.")
+    return None

