@@ -1,41 +1,65 @@
 """The BYOI key ring: encrypt with the current key, decrypt with the current or any old key.
 
-django-cryptography builds one Fernet per encrypted field from CRYPTOGRAPHY_KEY at import time; we swap
-that for a key ring so `rotate_byoi_key` can re-encrypt while old ciphertexts stay readable.
+django-cryptography builds one FernetBytes per encrypted field at import time, from CRYPTOGRAPHY_KEY for
+the cipher but from SECRET_KEY for the HMAC. We swap that for a key ring whose cipher and HMAC keys both
+derive from BYOI_ENCRYPTION_KEY (so BYOI secrets never depend on SECRET_KEY, and a wrong key is detected
+by its signature, not by luck in the padding), and which tries BYOI_ENCRYPTION_OLD_KEYS when the current
+key does not open a value, so `rotate_byoi_key` can re-encrypt while old ciphertexts stay readable.
 """
 
+import secrets
+import threading
+
 from django.conf import settings
+from django.core.signing import BadSignature
+from django_cryptography.core.signing import FernetSigner
 from django_cryptography.utils.crypto import FernetBytes, InvalidToken
 
+_SALT = b"wizchat-byoi-secrets"
 
-def _derive(raw: str) -> bytes:
-    # The same derivation django-cryptography applies to CRYPTOGRAPHY_KEY.
+
+def _derive(raw: str) -> tuple[bytes, bytes]:
+    """(cipher key, HMAC key) for one raw key string."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf import pbkdf2
 
-    kdf = pbkdf2.PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=b"django-cryptography", iterations=30000)
-    return kdf.derive(raw.encode())
+    kdf = pbkdf2.PBKDF2HMAC(algorithm=hashes.SHA256(), length=64, salt=_SALT, iterations=30000)
+    material = kdf.derive(raw.encode())
+    return material[:32], material[32:]
+
+
+def new_key() -> str:
+    """A fresh random key in the format the settings expect."""
+    return secrets.token_urlsafe(48)
 
 
 class KeyRing:
     """Quacks like FernetBytes; reads the keys from settings on each use so tests and rotation can change them."""
 
-    _cache: dict[str, bytes] = {}
+    _cache: dict[str, FernetBytes] = {}
+    _lock = threading.Lock()
 
     def _fernet(self, raw: str) -> FernetBytes:
-        if raw not in self._cache:
-            self._cache[raw] = _derive(raw)
-        return FernetBytes(self._cache[raw])
+        fernet = self._cache.get(raw)
+        if fernet is None:
+            cipher_key, mac_key = _derive(raw)
+            fernet = FernetBytes(cipher_key, FernetSigner(mac_key))
+            with self._lock:
+                self._cache[raw] = fernet
+        return fernet
+
+    @staticmethod
+    def keys() -> list[str]:
+        return [settings.BYOI_ENCRYPTION_KEY, *settings.BYOI_ENCRYPTION_OLD_KEYS]
 
     def encrypt(self, data: bytes) -> bytes:
         return self._fernet(settings.BYOI_ENCRYPTION_KEY).encrypt(data)
 
     def decrypt(self, data: bytes, ttl=None) -> bytes:
-        keys = [settings.BYOI_ENCRYPTION_KEY, *settings.BYOI_ENCRYPTION_OLD_KEYS]
-        for raw in keys:
+        for raw in self.keys():
             try:
                 return self._fernet(raw).decrypt(data, ttl)
-            except InvalidToken:
+            except (InvalidToken, BadSignature):
                 continue
         raise InvalidToken("No BYOI encryption key (current or old) decrypts this value.")
 
@@ -43,16 +67,18 @@ class KeyRing:
         try:
             self._fernet(settings.BYOI_ENCRYPTION_KEY).decrypt(data)
             return True
-        except InvalidToken:
+        except (InvalidToken, BadSignature):
             return False
+
+
+KEY_RING = KeyRing()
 
 
 def install_key_ring() -> None:
     from django.apps import apps
     from django_cryptography.fields import EncryptedMixin
 
-    ring = KeyRing()
     for model in apps.get_app_config("byoi").get_models():
         for f in model._meta.get_fields():
             if isinstance(f, EncryptedMixin):
-                f._fernet = ring
+                f._fernet = KEY_RING

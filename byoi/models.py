@@ -49,6 +49,19 @@ class BYOIComponent(models.Model):
     def __repr__(self) -> str:  # never the secrets
         return f"<BYOIComponent {self.kind} chatbot={self.chatbot_id} enabled={self.enabled} status={self.status}>"
 
+    def clean(self):
+        # Plan gating also holds for paths that bypass the services (admin forms, ModelForms).
+        from django.core.exceptions import ValidationError
+
+        if self.kind and self.kind not in KINDS:
+            raise ValidationError({"kind": "Unknown component kind."})
+        if self.enabled and self.chatbot_id and not self.chatbot.account.plan.byoi_allowed:
+            from wizchat.plans import byoi_plan_names
+
+            plan = self.chatbot.account.plan.name
+            raise ValidationError({"enabled": f"BYOI is not included in the {plan} plan. It is available on "
+                                              f"{', '.join(byoi_plan_names())}."})
+
     @property
     def spec(self):
         return KINDS[self.kind]

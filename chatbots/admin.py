@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from byoi.admin import BYOIComponentInline
+
 from .models import Chatbot, Document
 
 
@@ -9,6 +11,7 @@ class ChatbotAdmin(admin.ModelAdmin):
     list_filter = ["byoi_enabled", "account__plan"]
     search_fields = ["name", "slug", "account__name", "id"]
     readonly_fields = ["id", "created", "updated"]
+    inlines = [BYOIComponentInline]
 
 
 @admin.register(Document)

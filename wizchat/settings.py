@@ -48,6 +48,13 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # until `manage.py rotate_byoi_key` has re-encrypted every secret under the current one.
 BYOI_ENCRYPTION_KEY = _secret("BYOI_ENCRYPTION_KEY")
 BYOI_ENCRYPTION_OLD_KEYS = _secret_list("BYOI_ENCRYPTION_OLD_KEYS")
+# Development: the key was generated into the state folder; `rotate_byoi_key --generate` writes the new one
+# there and appends the old one to byoi_encryption_old_keys (one per line) until re-encryption is done.
+BYOI_ENCRYPTION_KEY_IN_STATE_DIR = not (env.str("BYOI_ENCRYPTION_KEY", default="")
+                                        or env.str("BYOI_ENCRYPTION_KEY_FILE", default=""))
+_byoi_old_keys_file = STATE_DIR / "secrets" / "byoi_encryption_old_keys"
+if BYOI_ENCRYPTION_KEY_IN_STATE_DIR and not BYOI_ENCRYPTION_OLD_KEYS and _byoi_old_keys_file.exists():
+    BYOI_ENCRYPTION_OLD_KEYS = [k.strip() for k in _byoi_old_keys_file.read_text().splitlines() if k.strip()]
 CRYPTOGRAPHY_KEY = BYOI_ENCRYPTION_KEY
 
 INSTALLED_APPS = [

@@ -6,6 +6,7 @@ Each kind's module (llm.py, embeddings.py, vector_store.py, graph.py, conversati
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -13,7 +14,10 @@ from dataclasses import asdict, dataclass, field
 from django.utils.module_loading import import_string
 
 from byoi.errors import BackendError
+from byoi.logging import scrub
 from byoi.registry import KINDS
+
+logger = logging.getLogger(__name__)
 
 STEP_LABELS = {
     "address": "Address allowed",
@@ -61,9 +65,56 @@ def check_plan(kind: str, settings: dict) -> list[Step]:
     return steps
 
 
+def _known_secrets(kind: str, settings: dict) -> tuple[str, ...]:
+    return tuple(str(settings[name]) for name in KINDS[kind].secret_fields if settings.get(name))
+
+
+def _unexpected(exc: BaseException, settings: dict) -> BackendError:
+    """A plain BackendError for an exception a step did not classify itself (no traceback, no secret)."""
+    try:
+        from byoi import netguard
+
+        error = netguard.classify(exc, host=settings.get("host"), port=settings.get("port"))
+    except Exception:  # the classifier itself must never turn a failed check into a crash
+        error = None
+    if error is None or not isinstance(error, BackendError):
+        if isinstance(exc, ValueError | KeyError | TypeError | LookupError):
+            error = BackendError("protocol", f"The server sent an answer the check could not read "
+                                             f"({type(exc).__name__}).")
+        else:
+            error = BackendError("unavailable", f"The check failed unexpectedly ({type(exc).__name__}).")
+    return error
+
+
+def _sanitized(error: BackendError, known: tuple[str, ...]) -> BackendError:
+    message, hint = scrub(error.message, known), scrub(error.hint or "", known)
+    if message == error.message and hint == (error.hint or ""):
+        return error
+    return BackendError(error.code, message, hint)
+
+
 def check_run(kind: str, settings: dict, on_step: Callable[[list[StepResult]], None] | None = None) -> list[StepResult]:
-    """Run the kind's checklist against `settings`; calls on_step(results so far) after each step."""
-    steps = check_plan(kind, settings)
+    """Run the kind's checklist against `settings`; calls on_step(results so far) after each step.
+
+    Never raises for a failing server: any exception inside a step becomes that step's failure with a
+    code from the taxonomy and a plain message that quotes no secret."""
+    known = _known_secrets(kind, settings)
+    try:
+        steps = check_plan(kind, settings)
+    except BackendError as error:
+        error = _sanitized(error, known)
+        results = [StepResult("address", STEP_LABELS["address"], "failed", error.code, error.message, error.hint)]
+        if on_step:
+            on_step(results)
+        return results
+    except Exception:
+        logger.exception("Test Connection checks for %s could not be prepared", kind)
+        error = BackendError("unavailable", f"Test Connection is not available for the {KINDS[kind].label} "
+                                            "component right now.")
+        results = [StepResult("address", STEP_LABELS["address"], "failed", error.code, error.message, error.hint)]
+        if on_step:
+            on_step(results)
+        return results
     results = [StepResult(s.name, s.label, "pending") for s in steps]
     ctx = Context(settings=settings)
     try:
@@ -71,13 +122,20 @@ def check_run(kind: str, settings: dict, on_step: Callable[[list[StepResult]], N
             started = time.monotonic()
             try:
                 detail = step.run(ctx) or ""
-            except BackendError as error:
+            except Exception as exc:
+                if isinstance(exc, BackendError):
+                    error = exc
+                else:
+                    logger.warning("Test Connection step %s of %s raised %s", step.name, kind, type(exc).__name__,
+                                   exc_info=True)
+                    error = _unexpected(exc, settings)
+                error = _sanitized(error, known)
                 results[i] = StepResult(step.name, step.label, "failed", error.code, error.message, error.hint,
                                         int((time.monotonic() - started) * 1000))
                 for j in range(i + 1, len(steps)):
                     results[j].status = "skipped"
                 break
-            results[i] = StepResult(step.name, step.label, "ok", message=detail,
+            results[i] = StepResult(step.name, step.label, "ok", message=scrub(str(detail), known),
                                     ms=int((time.monotonic() - started) * 1000))
             if on_step:
                 on_step(results)

@@ -1,0 +1,259 @@
+"""Which backend serves each of a chatbot's five components: its enabled BYOI component, or the default.
+
+Every caller (chat, ingestion, tasks, commands) goes through `resolve(chatbot)`; a deployed standalone
+runtime uses `resolve_from_env(environ)` (CUSTOM_* variables only). Backend instances are built on first
+use and cached per settings fingerprint; when a component's settings change, its old instance is closed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings as dj
+from django.utils.module_loading import import_string
+
+from .errors import BackendError
+from .registry import KINDS
+
+KIND_ORDER = ["llm", "embeddings", "vector_store", "graph", "conversations"]
+LOCAL_EMBEDDINGS = "byoi.backends.embeddings.LocalEmbeddings"
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", ""}
+
+
+class ByoiUnavailable(BackendError):
+    """The chatbot is set to use its own components but may not (plan downgraded). Never fall back silently."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__("unavailable", message, hint or (
+            "Upgrade the plan to resume BYOI, or disable BYOI for this chatbot to use WizChat's default "
+            "infrastructure (data in your own infrastructure is not migrated)."))
+
+
+# --- the instance cache -----------------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_instances: dict[str, object] = {}  # fingerprint -> backend instance
+_users: dict[str, set] = {}  # fingerprint -> owners (component ids, "default:<kind>", "env:<kind>")
+_owner_fp: dict[object, str] = {}  # owner -> fingerprint it last used
+_salt = secrets.token_hex(16)  # in-memory digests of default/env settings; never stored
+
+
+def _digest(*parts) -> str:
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256((_salt + payload).encode()).hexdigest()
+
+
+def _close(instance) -> None:
+    try:
+        instance.close()
+    except Exception:  # noqa: S110 - closing a dead pool must not break the request that replaces it
+        pass
+
+
+def _release(owner) -> None:
+    """Forget `owner`'s instance; close it when nothing else uses the same settings. Caller holds _lock."""
+    old = _owner_fp.pop(owner, None)
+    if old is None:
+        return
+    users = _users.get(old, set())
+    users.discard(owner)
+    if not users:
+        _users.pop(old, None)
+        instance = _instances.pop(old, None)
+        if instance is not None:
+            _close(instance)
+
+
+def _instance(owner, fingerprint: str, backend_path: str, settings: dict):
+    with _lock:
+        if _owner_fp.get(owner) != fingerprint:
+            _release(owner)
+        instance = _instances.get(fingerprint)
+        if instance is None:
+            instance = import_string(backend_path)(settings)
+            _instances[fingerprint] = instance
+        _users.setdefault(fingerprint, set()).add(owner)
+        _owner_fp[owner] = fingerprint
+        return instance
+
+
+def invalidate(component_id) -> None:
+    """Drop (and close) the cached backend of a component whose settings or state changed."""
+    with _lock:
+        _release(component_id)
+
+
+def clear_cache() -> None:
+    with _lock:
+        for instance in _instances.values():
+            _close(instance)
+        _instances.clear()
+        _users.clear()
+        _owner_fp.clear()
+
+
+def cached_count() -> int:
+    with _lock:
+        return len(_instances)
+
+
+# --- the stack --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    kind: str
+    source: str  # custom | default
+    backend: str  # dotted path
+    settings: dict = field(repr=False)
+    owner: object = None
+    fingerprint: str = ""
+
+    def location(self) -> str:
+        return location_summary(self.kind, self.settings, self.backend)
+
+
+class Stack:
+    """The five backends of one chatbot, built on first use. `sources` says which are custom."""
+
+    def __init__(self, slots: dict[str, _Slot]):
+        self._slots = slots
+        self.sources = {kind: slot.source for kind, slot in slots.items()}
+
+    def _get(self, kind: str):
+        slot = self._slots[kind]
+        return _instance(slot.owner, slot.fingerprint, slot.backend, slot.settings)
+
+    @property
+    def llm(self):
+        return self._get("llm")
+
+    @property
+    def embeddings(self):
+        return self._get("embeddings")
+
+    @property
+    def vector_store(self):
+        return self._get("vector_store")
+
+    @property
+    def graph(self):
+        return self._get("graph")
+
+    @property
+    def conversations(self):
+        return self._get("conversations")
+
+    def backend(self, kind: str):
+        return self._get(kind)
+
+    def describe(self) -> dict[str, dict]:
+        """For the UI: {kind: {"label", "source": "custom"|"default", "location": non-secret summary}}."""
+        return {kind: {"label": KINDS[kind].label, "source": slot.source, "location": slot.location()}
+                for kind, slot in self._slots.items()}
+
+    def __repr__(self) -> str:
+        return f"<Stack {self.sources}>"
+
+
+def location_summary(kind: str, settings: dict, backend: str = "") -> str:
+    """Where a component lives, without anything secret: an endpoint's host and path, or host:port/db."""
+    if backend == LOCAL_EMBEDDINGS:
+        return f"in-process {settings.get('model') or 'MiniLM'} ({settings.get('dimensions', 384)} dims)"
+    endpoint = settings.get("endpoint")
+    if endpoint:
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+    host = settings.get("host") or ""
+    if not host:
+        return ""
+    where = f"[{host}]" if ":" in host else host
+    if settings.get("port"):
+        where += f":{settings['port']}"
+    if settings.get("database"):
+        where += f"/{settings['database']}"
+    return where
+
+
+def default_settings(kind: str) -> dict:
+    """The platform's default component settings for `kind` (trusted: no egress guard)."""
+    if kind in ("vector_store", "conversations"):
+        db = dj.DATABASES["default"]
+        host = db.get("HOST") or "127.0.0.1"
+        ssl_mode = (db.get("OPTIONS") or {}).get("sslmode") or ("disable" if host in _LOOPBACK else "prefer")
+        return {"host": host, "port": int(db.get("PORT") or 5432), "database": db.get("NAME") or "",
+                "username": db.get("USER") or "", "password": db.get("PASSWORD") or "", "ssl_mode": ssl_mode,
+                "egress_guard": False}
+    if kind == "graph":
+        url = urlsplit(dj.FALKORDB_URL)
+        return {"host": url.hostname or "127.0.0.1", "port": url.port or 6379,
+                "password": unquote(url.password) if url.password else "", "ssl": url.scheme == "rediss",
+                "egress_guard": False}
+    if kind == "llm":
+        return {"endpoint": dj.DEFAULT_LLM_ENDPOINT, "api_key": dj.DEFAULT_LLM_API_KEY,
+                "model": dj.DEFAULT_LLM_MODEL, "egress_guard": False}
+    if kind == "embeddings":
+        return {"endpoint": dj.DEFAULT_EMBEDDINGS_ENDPOINT, "api_key": dj.DEFAULT_EMBEDDINGS_API_KEY or "",
+                "model": dj.DEFAULT_EMBEDDINGS_MODEL, "dimensions": dj.DEFAULT_EMBEDDINGS_DIMENSIONS,
+                "egress_guard": False}
+    raise KeyError(kind)
+
+
+def _default_slot(kind: str) -> _Slot:
+    settings = default_settings(kind)
+    backend = KINDS[kind].backend
+    if kind == "embeddings" and not settings["endpoint"]:
+        backend = LOCAL_EMBEDDINGS
+    return _Slot(kind, "default", backend, settings, owner=f"default:{kind}",
+                 fingerprint=_digest("default", kind, backend, settings))
+
+
+def custom_components(chatbot) -> dict:
+    """{kind: component} the chatbot is set to use; raises ByoiUnavailable when its plan forbids BYOI."""
+    if not chatbot.byoi_enabled:
+        return {}
+    components = {c.kind: c for c in chatbot.components.filter(enabled=True)}
+    if components and not chatbot.account.plan.byoi_allowed:
+        plan = chatbot.account.plan.name
+        raise ByoiUnavailable(f"BYOI is paused: the {plan} plan does not include BYOI. "
+                              "Upgrade or disable BYOI for this chatbot.")
+    return components
+
+
+def resolve(chatbot) -> Stack:
+    """The chatbot's stack: enabled custom components where BYOI is on, the platform defaults elsewhere."""
+    components = custom_components(chatbot)
+    slots = {}
+    for kind in KIND_ORDER:
+        component = components.get(kind)
+        if component is None:
+            slots[kind] = _default_slot(kind)
+            continue
+        fingerprint = component.fingerprint or component.compute_fingerprint()
+        slots[kind] = _Slot(kind, "custom", KINDS[kind].backend, component.settings_dict(), owner=component.pk,
+                            fingerprint=fingerprint)
+    return Stack(slots)
+
+
+def resolve_from_env(environ) -> Stack:
+    """A stack from CUSTOM_* variables alone (deployed runtime); kinds without variables use the defaults.
+
+    Reads nothing from the platform database."""
+    from .envvars import env_to_settings
+
+    custom = env_to_settings(environ)
+    slots = {}
+    for kind in KIND_ORDER:
+        if kind not in custom:
+            slots[kind] = _default_slot(kind)
+            continue
+        backend = KINDS[kind].backend
+        slots[kind] = _Slot(kind, "custom", backend, custom[kind], owner=f"env:{kind}",
+                            fingerprint=_digest("env", kind, backend, custom[kind]))
+    return Stack(slots)
