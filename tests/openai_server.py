@@ -49,6 +49,7 @@ class OpenAIServer:
     embedding_models: dict = field(default_factory=lambda: dict(EMBEDDING_MODELS))
     models_endpoint: bool = True  # False: /v1/models answers 404, as some proxies do
     reply: str = REPLY
+    redirect_to: str = "http://127.0.0.1:9/v1"  # where "redirect" mode points (tests put a second server there)
     requests: list = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
@@ -153,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if state.mode == "redirect":
-            self._send(302, b"", "text/plain", {"Location": "http://127.0.0.1:9/v1" + self.path[3:]})
+            self._send(302, b"", "text/plain", {"Location": state.redirect_to + self.path[3:]})
             return
         if state.mode == "html":
             page = b"<!doctype html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
