@@ -1,0 +1,370 @@
+"""PostgreSQL plumbing shared by the vector store, the conversation store and their Test Connection steps.
+
+- Connections go to the address `netguard` resolved and allowed (libpq `hostaddr`), while `host` keeps the
+  name so that `sslmode=verify-full` still checks the certificate against it.
+- Pools are cached per settings fingerprint in this module; `pool_close(settings)` drops one.
+- Every failure becomes a `BackendError` from the one taxonomy, with a message that never holds a secret.
+- Provisioning helpers: one advisory lock for WizChat's DDL and the `wizchat_schema_version` table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import ssl
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from byoi.errors import BackendError
+from byoi.logging import scrub
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION_TABLE = "wizchat_schema_version"
+# pg_advisory_xact_lock key for every WizChat DDL in a customer database ("wizchat" as a bigint).
+PROVISION_LOCK_KEY = int.from_bytes(b"wizchat\0", "big") >> 1
+MIN_SERVER_VERSION = 140000
+POOL_MAX_SIZE = 4
+
+
+def table_name(prefix: str, chatbot_id: uuid.UUID | str) -> str:
+    """wizchat_<prefix>_<uuid hex>: derived from the chatbot's UUID only, never from anything a user typed."""
+    try:
+        hexid = uuid.UUID(str(chatbot_id)).hex
+    except ValueError as error:
+        raise BackendError("config", "The chatbot id is not a UUID.") from error
+    return f"wizchat_{prefix}_{hexid}"
+
+
+def _ca_bundle() -> str:
+    from django.conf import settings as dj
+
+    return getattr(dj, "BYOI_CA_BUNDLE", "") or ""
+
+
+def _ssl_root_cert(ssl_mode: str) -> str | None:
+    """The CA file libpq verifies the server against in verify-ca/verify-full (None: libpq's default).
+
+    BYOI_CA_BUNDLE when the operator set one, else the system trust store. libpq's `sslrootcert=system`
+    is only accepted with verify-full, so verify-ca gets the system bundle file instead."""
+    if ssl_mode not in ("verify-ca", "verify-full"):
+        return None  # a root file would silently turn `require` into `verify-ca`
+    bundle = _ca_bundle()
+    if bundle:
+        return bundle
+    if ssl_mode == "verify-full":
+        return "system"
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.openssl_cafile
+
+
+def fingerprint(settings: dict, *extra: object) -> str:
+    payload = json.dumps([sorted((k, str(v)) for k, v in settings.items()), [str(e) for e in extra]])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def pinned_addresses(settings: dict) -> list[str]:
+    """The addresses to connect to: netguard's allowed resolution, or none (libpq resolves) for the
+    platform's own trusted defaults."""
+    if settings.get("egress_guard", True) is False:
+        return []
+    from byoi import netguard
+
+    return list(netguard.resolve_allowed(str(settings["host"]), int(settings.get("port") or 5432)))
+
+
+def connect_kwargs(settings: dict, *, connect_timeout: float, addresses: list[str]) -> dict:
+    host = str(settings.get("host") or "")
+    ssl_mode = str(settings.get("ssl_mode") or "require")
+    kwargs = {
+        "host": host,
+        "port": int(settings.get("port") or 5432),
+        "dbname": str(settings.get("database") or ""),
+        "user": str(settings.get("username") or ""),
+        "password": str(settings.get("password") or ""),
+        "sslmode": ssl_mode,
+        # libpq takes whole seconds and treats anything below 2 as 2
+        "connect_timeout": max(2, math.ceil(connect_timeout)),
+        "application_name": "wizchat",
+    }
+    if addresses:
+        # One host entry per pinned address: libpq tries them in order and checks each against the name.
+        kwargs["host"] = ",".join([host] * len(addresses))
+        kwargs["hostaddr"] = ",".join(addresses)
+    root = _ssl_root_cert(ssl_mode)
+    if root:
+        kwargs["sslrootcert"] = root
+    return kwargs
+
+
+# --- error classification ---------------------------------------------------------------------------------
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return scrub(text[0])[:300] if text else type(exc).__name__
+
+
+def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
+    """A psycopg / libpq failure in the taxonomy, with a message naming what to fix (never a secret)."""
+    if isinstance(exc, BackendError):
+        return exc
+    settings = settings or {}
+    host = str(settings.get("host") or "the server")
+    port = settings.get("port") or 5432
+    database = str(settings.get("database") or "")
+    user = str(settings.get("username") or "")
+    ssl_mode = str(settings.get("ssl_mode") or "require")
+    text = str(exc)
+    low = text.lower()
+    state = getattr(exc, "sqlstate", None) or ""
+
+    if isinstance(exc, pg_errors.InsufficientPrivilege) or state == "42501":
+        return BackendError("permission", f"Permission denied for user {user!r}: {_first_line(exc)}.")
+    if isinstance(exc, pg_errors.QueryCanceled) or state == "57014":
+        return BackendError("timeout", "The database did not answer within the operation timeout.")
+    if state == "3D000" or ("database" in low and "does not exist" in low):
+        return BackendError("config", f"The database {database!r} does not exist on {host}: check the Database "
+                                      "field (names are case-sensitive).")
+    if state == "28P01" or "password authentication failed" in low or "authentication failed" in low:
+        return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
+    if "no password supplied" in low or "password is required" in low:
+        return BackendError("auth", "The server asks for a password: enter the database password.")
+    if ("ssl required" in low or "no encryption" in low or "ssl off" in low
+            or "server requires ssl" in low):
+        return BackendError("tls", f"The server requires SSL but SSL Mode is {ssl_mode!r}: choose 'require' or "
+                                   "'verify-full'.")
+    if "does not support ssl" in low:
+        return BackendError("tls", f"The server does not support SSL but SSL Mode is {ssl_mode!r}: enable SSL on the "
+                                   "server or choose a weaker SSL Mode.")
+    if "does not match host name" in low:
+        return BackendError("tls", f"The server's certificate is not valid for the host name {host!r}: connect with "
+                                   "a name the certificate lists, or choose SSL Mode 'verify-ca'.")
+    if ("certificate" in low or "ssl" in low or "tls" in low) and "refused" not in low:
+        if "root certificate" in low and ("does not exist" in low or "could not" in low):
+            return BackendError("tls", "No trusted CA certificates are available to verify the server: ask the "
+                                       "operator to set BYOI_CA_BUNDLE, or choose SSL Mode 'require'.")
+        if "verify failed" in low or "unknown ca" in low or "self-signed" in low or "self signed" in low:
+            return BackendError("tls", "The server's certificate is not signed by a trusted CA "
+                                       f"(SSL Mode {ssl_mode!r}): check the server certificate or choose 'require'.")
+        return BackendError("tls", f"The SSL handshake with {host}:{port} failed: {_first_line(exc)}.")
+    if state == "28000" or ("role" in low and "does not exist" in low) or "pg_hba.conf" in low:
+        return BackendError("auth", f"The server rejected user {user!r}: {_first_line(exc)}.")
+    if "connection refused" in low:
+        return BackendError("refused", f"Connection refused by {host}:{port}.")
+    if "timeout expired" in low or "timed out" in low:
+        return BackendError("timeout", f"{host}:{port} did not answer within the connect timeout.")
+    if "could not translate host name" in low or "name or service not known" in low:
+        return BackendError("dns", f"The host name {host!r} does not resolve.")
+    if state == "53300" or "too many" in low:
+        return BackendError("unavailable", "The database has no free connection slots left.")
+    if "server closed the connection" in low or "invalid response to ssl negotiation" in low \
+            or "received invalid response" in low or "unexpected" in low:
+        return BackendError("protocol", f"{host}:{port} did not answer like a PostgreSQL server "
+                                        f"(or closed the connection): {_first_line(exc)}.")
+    try:
+        from byoi import netguard
+
+        classified = netguard.classify(exc)
+        if isinstance(classified, BackendError):
+            return classified
+    except Exception:  # noqa: S110 - fall back to our own plain message
+        pass
+    return BackendError("unavailable", f"The database failed: {_first_line(exc)}.")
+
+
+# --- connections and pools --------------------------------------------------------------------------------
+
+def _statement_timeout_ms(operation_timeout: float) -> int:
+    return max(1, int(operation_timeout * 1000))
+
+
+def _session_setup(conn: psycopg.Connection, operation_timeout: float) -> None:
+    # `SET` rather than the `options` startup parameter: poolers such as PgBouncer reject `options`.
+    conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(_statement_timeout_ms(operation_timeout))))
+
+
+def connect(settings: dict, *, connect_timeout: float, operation_timeout: float, autocommit: bool = True,
+            addresses: list[str] | None = None) -> psycopg.Connection:
+    """One direct connection (Test Connection, diagnosis); the caller closes it."""
+    if addresses is None:
+        addresses = pinned_addresses(settings)
+    try:
+        conn = psycopg.connect(**connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
+                               autocommit=autocommit)
+    except psycopg.Error as error:
+        raise classify(error, settings) from None
+    try:
+        _session_setup(conn, operation_timeout)
+        if not autocommit:
+            conn.commit()
+    except psycopg.Error as error:
+        conn.close()
+        raise classify(error, settings) from None
+    return conn
+
+
+_POOLS: dict[str, tuple[str, object]] = {}  # key -> (fingerprint of the settings alone, pool)
+_POOLS_LOCK = threading.Lock()
+
+
+def _configure(operation_timeout: float, extra: Callable[[psycopg.Connection], None] | None):
+    def configure(conn: psycopg.Connection) -> None:
+        _session_setup(conn, operation_timeout)
+        if extra is not None:
+            extra(conn)
+        conn.commit()
+
+    return configure
+
+
+def pool_get(settings: dict, *, connect_timeout: float, operation_timeout: float, name: str,
+             configure: Callable[[psycopg.Connection], None] | None = None):
+    """The cached pool for these settings, created on first use after one direct connection has proved
+    that the settings work (a pool would otherwise only report a bare timeout for a wrong password)."""
+    from psycopg_pool import ConnectionPool
+
+    key = fingerprint(settings, connect_timeout, operation_timeout, name, _ca_bundle())
+    entry = _POOLS.get(key)
+    if entry is not None:
+        return entry[1]
+    addresses = pinned_addresses(settings)
+    probe = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout,
+                    addresses=addresses)
+    probe.close()
+    with _POOLS_LOCK:
+        entry = _POOLS.get(key)
+        if entry is None:
+            pool = ConnectionPool(
+                kwargs=connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
+                min_size=0, max_size=POOL_MAX_SIZE, open=True, num_workers=1,
+                configure=_configure(operation_timeout, configure),
+                check=ConnectionPool.check_connection,
+                timeout=connect_timeout + operation_timeout, max_idle=300, reconnect_timeout=60,
+                name=f"wizchat-{name}-{key[:8]}",
+            )
+            entry = _POOLS[key] = (fingerprint(settings), pool)
+        return entry[1]
+
+
+def pool_close(settings: dict | None = None) -> None:
+    """Close every pool (settings None) or every pool whose fingerprint covers these settings."""
+    with _POOLS_LOCK:
+        if settings is None:
+            victims = list(_POOLS)
+        else:
+            wanted = fingerprint(settings)
+            victims = [k for k, (fp, _) in _POOLS.items() if fp == wanted]
+        pools = [_POOLS.pop(k)[1] for k in victims]
+    for pool in pools:
+        with contextlib.suppress(Exception):
+            pool.close(timeout=2)
+
+
+@contextlib.contextmanager
+def transaction(settings: dict, *, connect_timeout: float, operation_timeout: float, name: str,
+                configure: Callable[[psycopg.Connection], None] | None = None) -> Iterator[psycopg.Connection]:
+    """A pooled connection inside one transaction (committed on success); failures become BackendError."""
+    from psycopg_pool import PoolTimeout
+
+    pool = pool_get(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout, name=name,
+                    configure=configure)
+    try:
+        with pool.connection() as conn:
+            yield conn
+    except PoolTimeout:
+        # The pool hides why it could not connect: one direct attempt tells (wrong password, server down…).
+        diag = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout)
+        diag.close()
+        raise BackendError("timeout", "No database connection became free within the timeout.") from None
+    except psycopg.Error as error:
+        raise classify(error, settings) from None
+
+
+# --- provisioning helpers ---------------------------------------------------------------------------------
+
+def provision_lock(conn: psycopg.Connection) -> None:
+    """Serialise WizChat's DDL in this database until the transaction ends (concurrent first uses)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", [PROVISION_LOCK_KEY])
+
+
+def relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [sql.Identifier(name).as_string(conn)]).fetchone()
+    return bool(row and row[0])
+
+
+def schema_version_ensure(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, kind text NOT NULL, version integer NOT NULL, "
+        "dimensions integer, created timestamptz NOT NULL DEFAULT now(), updated timestamptz NOT NULL DEFAULT now())"
+    ).format(sql.Identifier(SCHEMA_VERSION_TABLE)))
+
+
+def schema_version_get(conn: psycopg.Connection, table: str) -> tuple[int, int | None] | None:
+    if not relation_exists(conn, SCHEMA_VERSION_TABLE):
+        return None
+    row = conn.execute(sql.SQL("SELECT version, dimensions FROM {} WHERE table_name = %s").format(
+        sql.Identifier(SCHEMA_VERSION_TABLE)), [table]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def schema_version_set(conn: psycopg.Connection, table: str, kind: str, version: int,
+                       dimensions: int | None = None) -> None:
+    conn.execute(sql.SQL(
+        "INSERT INTO {} (table_name, kind, version, dimensions) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (table_name) DO UPDATE SET version = EXCLUDED.version, dimensions = EXCLUDED.dimensions, "
+        "updated = now()"
+    ).format(sql.Identifier(SCHEMA_VERSION_TABLE)), [table, kind, version, dimensions])
+
+
+def server_version(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SHOW server_version_num").fetchone()[0])
+
+
+def require_server_version(conn: psycopg.Connection) -> int:
+    num = server_version(conn)
+    if num < MIN_SERVER_VERSION:
+        raise BackendError("version", f"PostgreSQL {num // 10000}.{num % 10000} is too old: PostgreSQL 14+ is "
+                                      "required.")
+    return num
+
+
+def pgvector_version(conn: psycopg.Connection) -> str | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return row[0] if row else None
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def pgvector_ensure(conn: psycopg.Connection) -> str:
+    """The installed pgvector version, creating the extension when this user may; else extension_missing.
+
+    Runs inside the caller's transaction (a savepoint keeps a refused CREATE from aborting it)."""
+    version = pgvector_version(conn)
+    if version:
+        return version
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except (pg_errors.InsufficientPrivilege, pg_errors.UndefinedFile, pg_errors.FeatureNotSupported) as error:
+        raise BackendError("extension_missing", "pgvector is not installed in this database and this user cannot "
+                                                "install it.") from error
+    except psycopg.Error as error:
+        if "vector" in str(error).lower() and ("not available" in str(error).lower()
+                                               or "could not open extension" in str(error).lower()):
+            raise BackendError("extension_missing", "pgvector is not available on this server.") from error
+        raise
+    return pgvector_version(conn) or "?"
