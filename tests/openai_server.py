@@ -48,6 +48,7 @@ class OpenAIServer:
     chat_models: list = field(default_factory=lambda: list(CHAT_MODELS))
     embedding_models: dict = field(default_factory=lambda: dict(EMBEDDING_MODELS))
     models_endpoint: bool = True  # False: /v1/models answers 404, as some proxies do
+    reasoning_model: bool = False  # True: rejects `max_tokens` like OpenAI's o-series (wants max_completion_tokens)
     reply: str = REPLY
     redirect_to: str = "http://127.0.0.1:9/v1"  # where "redirect" mode points (tests put a second server there)
     requests: list = field(default_factory=list)
@@ -195,8 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
         if model not in self.state.chat_models:
             self._model_missing(model)
             return
+        if self.state.reasoning_model and "max_tokens" in body:
+            self._error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                             "'max_completion_tokens' instead.", "invalid_request_error", "unsupported_parameter")
+            return
         words = self.state.reply.split(" ")
-        limit = int(body.get("max_tokens") or 0)
+        limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
         if limit:
             words = words[:limit]
         created = int(time.time())
