@@ -1,0 +1,135 @@
+"""PgConversationStore: a chatbot's chat history in PostgreSQL (the platform's database or the customer's).
+
+One table per chatbot, `wizchat_messages_<uuid hex>`, created on first use under an advisory lock and
+recorded in `wizchat_schema_version`. A message's id is its idempotency key: a retried delivery (the
+outbox) stores it once. Nothing is dropped automatically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from byoi.backends import pg
+from byoi.backends.base import BackendError, ConversationStore, Message
+
+SCHEMA_VERSION = 1
+
+_PROVISIONED: set[tuple[str, str]] = set()  # (settings fingerprint, table) known to exist
+
+
+def _iso(value: dt.datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _created(value: str) -> dt.datetime:
+    if not value:
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise BackendError("config", f"The message time {value[:40]!r} is not an ISO 8601 timestamp.") from error
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+class PgConversationStore(ConversationStore):
+    secret_fields = ("password",)
+
+    def __init__(self, settings: dict, **kw):
+        super().__init__(settings, **kw)
+        self._fp = pg.fingerprint(settings)
+
+    def _tx(self):
+        return pg.transaction(self.settings, connect_timeout=self.connect_timeout,
+                              operation_timeout=self.operation_timeout, name="conversations")
+
+    def close(self) -> None:
+        pg.pool_close(self.settings)
+        for key in [k for k in _PROVISIONED if k[0] == self._fp]:
+            _PROVISIONED.discard(key)
+
+    @staticmethod
+    def table(chatbot_id: uuid.UUID | str) -> str:
+        return pg.table_name("messages", chatbot_id)
+
+    def provision(self, chatbot_id: uuid.UUID) -> None:
+        table = self.table(chatbot_id)
+        if (self._fp, table) in _PROVISIONED:
+            return
+        with self._tx() as conn:
+            if not pg.relation_exists(conn, table):
+                pg.provision_lock(conn)
+                self._create(conn, table)
+        _PROVISIONED.add((self._fp, table))
+
+    @staticmethod
+    def _create(conn: psycopg.Connection, table: str) -> None:
+        pg.schema_version_ensure(conn)
+        ident = sql.Identifier(table)
+        conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, conversation_id text NOT NULL, role text NOT NULL, "
+            "content text NOT NULL, created timestamptz NOT NULL DEFAULT now(), metadata jsonb NOT NULL DEFAULT '{{}}')"
+        ).format(ident))
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (conversation_id, created)").format(
+            sql.Identifier(f"{table}_conv"), ident))
+        pg.schema_version_set(conn, table, "conversations", SCHEMA_VERSION)
+
+    def _missing(self, conn: psycopg.Connection, table: str, empty):
+        conn.rollback()
+        _PROVISIONED.discard((self._fp, table))
+        return empty
+
+    def append(self, chatbot_id: uuid.UUID, message: Message) -> bool:
+        """Store the message; False if a message with this id was already stored (nothing changes)."""
+        self.provision(chatbot_id)
+        table = self.table(chatbot_id)
+        with self._tx() as conn:
+            cur = conn.execute(sql.SQL(
+                "INSERT INTO {} (id, conversation_id, role, content, created, metadata) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING"
+            ).format(sql.Identifier(table)), [
+                str(message.id), str(message.conversation_id), str(message.role), message.content.replace("\x00", ""),
+                _created(message.created), Jsonb(message.metadata or {}),
+            ])
+            return cur.rowcount == 1
+
+    def conversations(self, chatbot_id: uuid.UUID, limit: int = 50) -> list[dict]:
+        """[{id, started, last, messages}] newest first; times are ISO 8601 strings like Message.created."""
+        table = self.table(chatbot_id)
+        with self._tx() as conn:
+            try:
+                rows = conn.execute(sql.SQL(
+                    "SELECT conversation_id, min(created), max(created), count(*) FROM {} GROUP BY conversation_id "
+                    "ORDER BY max(created) DESC, conversation_id LIMIT %s"
+                ).format(sql.Identifier(table)), [int(limit)]).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._missing(conn, table, [])
+        return [{"id": r[0], "started": _iso(r[1]), "last": _iso(r[2]), "messages": int(r[3])} for r in rows]
+
+    def history(self, chatbot_id: uuid.UUID, conversation_id: str, limit: int = 100) -> list[Message]:
+        """The conversation's latest `limit` messages, oldest first."""
+        table = self.table(chatbot_id)
+        with self._tx() as conn:
+            try:
+                rows = conn.execute(sql.SQL(
+                    "SELECT id, conversation_id, role, content, created, metadata FROM ("
+                    "SELECT * FROM {} WHERE conversation_id = %s ORDER BY created DESC, id DESC LIMIT %s"
+                    ") AS latest ORDER BY created, id"
+                ).format(sql.Identifier(table)), [str(conversation_id), int(limit)]).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._missing(conn, table, [])
+        return [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], created=_iso(r[4]),
+                        metadata=r[5] or {}) for r in rows]
+
+    def count(self, chatbot_id: uuid.UUID) -> int:
+        table = self.table(chatbot_id)
+        with self._tx() as conn:
+            try:
+                return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                    sql.Identifier(table))).fetchone()[0])
+            except pg_errors.UndefinedTable:
+                return self._missing(conn, table, 0)
