@@ -1,3 +1,63 @@
+"""The knowledge, chat, history and data-location sections of the chatbot page."""
+
+from __future__ import annotations
+
+from conversations.services import messages_this_month
+
+from .components import ComponentFailed, component, location, resolve_stack
+from .ingestion import MAX_UPLOAD_BYTES
+
+
 def knowledge_context(request, chatbot) -> dict:
-    """Context for the knowledge, chat, history and data-location sections of the chatbot page."""
-    return {}
+    """Context for the knowledge, chat, history and data-location sections of the chatbot page.
+
+    Only platform rows here: the counts and history come from the chatbot's components (possibly the
+    customer's, possibly slow), so those panels load separately through HTMX."""
+    account = chatbot.account
+    documents = list(chatbot.documents.all())
+    return {
+        "documents": documents,
+        "documents_limit": account.plan.max_documents,
+        "upload_limit_mb": MAX_UPLOAD_BYTES // (1024 * 1024),
+        "messages_used": messages_this_month(account),
+        "messages_limit": account.plan.max_messages_per_month,
+    }
+
+
+def data_locations(chatbot) -> list[dict]:
+    """One row per component: where it lives and what it holds for this chatbot, counted live."""
+    try:
+        stack = resolve_stack(chatbot)
+    except ComponentFailed as failure:
+        return [{"kind": "byoi", "label": "BYOI", "where": failure.where, "what": "", "count": None,
+                 "error": str(failure), "hint": failure.hint}]
+    rows = []
+    counters = [
+        ("llm", "Answers", None),
+        ("embeddings", "Document and question vectors", None),
+        ("vector_store", "Chunks", lambda b: b.count(chatbot.id)),
+        ("graph", "Graph nodes", lambda b: b.count(chatbot.id)),
+        ("conversations", "Messages", lambda b: b.count(chatbot.id)),
+    ]
+    for kind, what, count in counters:
+        row = {"kind": kind, "label": component_label(kind), "where": location(stack, kind), "what": what,
+               "custom": stack.sources.get(kind) == "custom", "count": None, "error": None, "hint": ""}
+        if count is not None:
+            try:
+                with component(stack, kind) as backend:
+                    value = count(backend)
+                if isinstance(value, dict):
+                    row["count"] = value.get("nodes", 0)
+                    row["relationships"] = value.get("relationships", 0)
+                else:
+                    row["count"] = value
+            except ComponentFailed as failure:
+                row["error"], row["hint"] = str(failure), failure.hint
+        rows.append(row)
+    return rows
+
+
+def component_label(kind: str) -> str:
+    from byoi.registry import KINDS
+
+    return KINDS[kind].label

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_chat, views_knowledge
 
 app_name = "chatbots"
 urlpatterns = [
@@ -9,4 +9,14 @@ urlpatterns = [
     path("<uuid:chatbot_id>/", views.chatbot_detail, name="detail"),
     path("<uuid:chatbot_id>/edit/", views.chatbot_edit, name="edit"),
     path("<uuid:chatbot_id>/delete/", views.chatbot_remove, name="delete"),
+    # Knowledge and chat (chatbots/views_knowledge.py, chatbots/views_chat.py)
+    path("<uuid:chatbot_id>/documents/", views_knowledge.document_create, name="document_create"),
+    path("<uuid:chatbot_id>/documents/<uuid:document_id>/", views_knowledge.document_row, name="document_row"),
+    path("<uuid:chatbot_id>/documents/<uuid:document_id>/delete/", views_knowledge.document_remove,
+         name="document_delete"),
+    path("<uuid:chatbot_id>/documents/<uuid:document_id>/retry/", views_knowledge.document_retry,
+         name="document_retry"),
+    path("<uuid:chatbot_id>/data-locations/", views_knowledge.data_locations, name="data_locations"),
+    path("<uuid:chatbot_id>/chat/", views_chat.chat_ask, name="chat"),
+    path("<uuid:chatbot_id>/history/", views_chat.chat_history, name="history"),
 ]

@@ -1,0 +1,217 @@
+"""Answering a question: embed it → k nearest chunks from the vector store → the graph neighbourhood of the
+entities they mention → a prompt with the chatbot's instructions → the LLM's answer, streamed.
+
+`chat_events()` yields plain events (dicts) that the view turns into server-sent events or a full page:
+  {"event": "meta", "conversation_id"}, {"event": "token", "text"}, {"event": "sources", "sources": [...]},
+  {"event": "error", "message", "hint", "component", "code"}, {"event": "done", "stored"}.
+A failing component ends the stream with an error event naming it and its fix hint; nothing falls back to
+WizChat's defaults (the stack comes from byoi.resolve, which never does that either)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from wizchat.plans import PlanLimitReached
+
+from . import extraction
+from .components import ComponentFailed, component, resolve_stack
+from .models import Chatbot
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 4000
+TOP_K = 4
+CONTEXT_CHARS = 3200  # small default models have a 2k-token window
+MAX_FACTS = 15
+HISTORY_TURNS = 4
+ANSWER_TOKENS = 320
+SNIPPET_CHARS = 220
+
+
+class QuestionRejected(Exception):
+    """The question itself is unusable; the message says what to fix."""
+
+
+@dataclass
+class Prepared:
+    stack: object
+    messages: list[dict]
+    sources: list[dict] = field(default_factory=list)
+    facts: list = field(default_factory=list)
+
+
+def question_clean(question: str) -> str:
+    question = (question or "").strip()
+    if not question:
+        raise QuestionRejected("Type a question first.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionRejected(f"The question is too long ({len(question):,} characters); keep it under "
+                               f"{MAX_QUESTION_CHARS:,}.")
+    return question
+
+
+def _titles(chatbot: Chatbot, document_ids: set[str]) -> dict[str, str]:
+    ids = [d for d in document_ids if _is_uuid(d)]
+    return {str(k): v for k, v in chatbot.documents.filter(pk__in=ids).values_list("id", "title")}
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def retrieve(chatbot: Chatbot, stack, question: str) -> tuple[list, list]:
+    """(hits, facts) for the question: nearest chunks and graph facts about the entities involved."""
+    has_chunks, has_graph = False, False
+    for embedded, graphed in chatbot.documents.values_list("chunks_embedded", "chunks_graphed"):
+        has_chunks, has_graph = has_chunks or embedded > 0, has_graph or graphed > 0
+    if not has_chunks:
+        return [], []
+    with component(stack, "embeddings") as embedder:
+        vector = embedder.embed([question])[0]
+    with component(stack, "vector_store") as store:
+        hits = store.search(chatbot.id, vector, k=TOP_K)
+    facts = []
+    if has_graph:
+        names = extraction.mentioned_entities(question)
+        for hit in hits:
+            for name in extraction.mentioned_entities(hit.text):
+                if name not in names:
+                    names.append(name)
+        if names:
+            with component(stack, "graph") as graph:
+                facts = graph.neighbourhood(chatbot.id, names[:20], limit=MAX_FACTS)
+    return hits, facts
+
+
+def prompt_build(chatbot: Chatbot, question: str, hits: list, facts: list, history: list | None = None,
+                 titles: dict | None = None) -> list[dict]:
+    titles = titles or {}
+    parts = [f"You are {chatbot.name}, an assistant that answers from the documents below."]
+    if chatbot.instructions.strip():
+        parts.append(f"Instructions: {chatbot.instructions.strip()}")
+    parts.append("Answer the question using the context. If the context does not contain the answer, say that "
+                 "you do not know. Be concise. Cite sources by their number, like [1].")
+    budget = CONTEXT_CHARS
+    context = []
+    for i, hit in enumerate(hits, 1):
+        title = titles.get(hit.document_id) or hit.metadata.get("title") or "document"
+        text = hit.text[:max(0, budget)]
+        if not text:
+            break
+        budget -= len(text)
+        context.append(f"[{i}] ({title}) {text}")
+    if context:
+        parts.append("Context:\n" + "\n\n".join(context))
+    if facts:
+        lines = [f"- {f.source} {f.relation.replace('_', ' ').lower()} {f.target}" for f in facts[:MAX_FACTS]]
+        parts.append("Related facts from the knowledge graph:\n" + "\n".join(lines))
+    messages = [{"role": "system", "content": "\n\n".join(parts)}]
+    for message in (history or [])[-2 * HISTORY_TURNS:]:
+        messages.append({"role": message.role, "content": message.content})
+    messages.append({"role": "user", "content": question})
+    return messages
+
+
+def sources_of(hits: list, titles: dict) -> list[dict]:
+    out = []
+    for i, hit in enumerate(hits, 1):
+        snippet = " ".join(hit.text.split())
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
+        out.append({"n": i, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
+                    "title": titles.get(hit.document_id) or hit.metadata.get("title") or "document",
+                    "snippet": snippet})
+    return out
+
+
+def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = None, stack=None) -> Prepared:
+    stack = stack or resolve_stack(chatbot)
+    hits, facts = retrieve(chatbot, stack, question)
+    titles = _titles(chatbot, {h.document_id for h in hits})
+    history = []
+    if conversation_id:
+        from conversations.services import conversation_history
+
+        try:
+            history = conversation_history(chatbot, conversation_id, stack=stack, limit=2 * HISTORY_TURNS)
+        except ComponentFailed as failure:
+            # Earlier turns only add context; the answer can go ahead (the message is still stored or queued).
+            log.warning("History of chatbot %s unavailable (%s)", chatbot.id, failure.code)
+    messages = prompt_build(chatbot, question, hits, facts, history, titles)
+    return Prepared(stack=stack, messages=messages, sources=sources_of(hits, titles), facts=facts)
+
+
+def _error_event(error: Exception) -> dict:
+    if isinstance(error, ComponentFailed):
+        return {"event": "error", **error.as_dict()}
+    return {"event": "error", "message": str(error), "hint": "", "component": "", "code": "rejected"}
+
+
+def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = None,
+                count_quota: bool = True) -> Iterator[dict]:
+    """The whole exchange as events. Stores the question and the answer through the conversations backend
+    (or its outbox) at the end, whatever happened in between."""
+    from conversations.services import conversation_append, message_new, message_quota_use
+
+    try:
+        question = question_clean(question)
+    except QuestionRejected as error:
+        yield _error_event(error)
+        return
+    if not conversation_id or not _is_uuid(conversation_id):
+        conversation_id = uuid.uuid4().hex
+    try:
+        if count_quota:
+            message_quota_use(chatbot.account)
+        stack = resolve_stack(chatbot)
+    except (PlanLimitReached, ComponentFailed) as error:
+        yield _error_event(error)
+        return
+    yield {"event": "meta", "conversation_id": conversation_id}
+    answer: list[str] = []
+    sources: list[dict] = []
+    failed = None
+    try:
+        prepared = chat_prepare(chatbot, question, conversation_id, stack=stack)
+        sources = prepared.sources
+        with component(stack, "llm") as llm:
+            for delta in llm.stream(prepared.messages, max_tokens=ANSWER_TOKENS):
+                answer.append(delta)
+                yield {"event": "token", "text": delta}
+        yield {"event": "sources", "sources": sources}
+    except ComponentFailed as error:
+        failed = error
+        yield _error_event(error)
+    finally:
+        stored = conversation_append(chatbot, message_new(conversation_id, "user", question), stack)
+        if answer:
+            meta = {"sources": [{k: s[k] for k in ("n", "title", "snippet", "document_id")} for s in sources]}
+            if failed:
+                meta["error"] = failed.code
+            stored = conversation_append(chatbot, message_new(conversation_id, "assistant", "".join(answer), meta),
+                                         stack)
+    yield {"event": "done", "stored": stored, "conversation_id": conversation_id}
+
+
+def chat_answer(chatbot: Chatbot, question: str, conversation_id: str | None = None, **kw) -> dict:
+    """The events collected: {"answer", "sources", "error", "conversation_id", "stored"} (for the no-JS path)."""
+    result = {"answer": "", "sources": [], "error": None, "conversation_id": conversation_id, "stored": None}
+    for event in chat_events(chatbot, question, conversation_id, **kw):
+        kind = event["event"]
+        if kind == "token":
+            result["answer"] += event["text"]
+        elif kind == "sources":
+            result["sources"] = event["sources"]
+        elif kind == "error":
+            result["error"] = event
+        elif kind in ("meta", "done"):
+            result["conversation_id"] = event["conversation_id"]
+            result["stored"] = event.get("stored", result["stored"])
+    return result

@@ -1,0 +1,100 @@
+"""Calling a chatbot's components from the knowledge and chat paths: every failure is reported with the
+component's name, where it runs and the taxonomy's fix hint — never a 500, never a silent fallback."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from byoi.errors import HINTS, BackendError
+from byoi.registry import KINDS
+
+log = logging.getLogger(__name__)
+
+# Codes worth retrying automatically: the component may come back by itself.
+TRANSIENT_CODES = {"timeout", "refused", "unavailable", "dns"}
+
+
+class ComponentFailed(Exception):
+    """A component of the chatbot's stack failed. `str()` is a complete customer-facing sentence."""
+
+    def __init__(self, kind: str, where: str, error: BackendError):
+        self.kind = kind
+        self.label = KINDS[kind].label if kind in KINDS else "BYOI"
+        self.where = where
+        self.code = error.code
+        self.message = error.message
+        self.hint = error.hint
+        super().__init__(f"{self.label} ({where}) failed: {error.message}")
+
+    @property
+    def transient(self) -> bool:
+        return self.code in TRANSIENT_CODES
+
+    def as_dict(self) -> dict:
+        return {"component": self.label, "kind": self.kind, "where": self.where, "code": self.code,
+                "message": str(self), "hint": self.hint}
+
+
+def host_of(backend) -> str:
+    values = getattr(backend, "settings", None) or {}
+    if values.get("host"):
+        return str(values["host"])
+    if values.get("endpoint"):
+        return urlsplit(str(values["endpoint"])).hostname or str(values["endpoint"])
+    return ""
+
+
+def location(stack, kind: str) -> str:
+    """'Your infrastructure (host)' for a custom component, 'WizChat default' otherwise."""
+    if stack.sources.get(kind) == "custom":
+        try:
+            where = stack.describe()[kind]["location"]
+        except Exception:  # noqa: BLE001 - a summary only
+            where = host_of(getattr(stack, kind))
+        return f"Your infrastructure ({where})" if where else "Your infrastructure"
+    return "WizChat default"
+
+
+def classify(error: Exception) -> BackendError:
+    if isinstance(error, BackendError):
+        return error
+    code, message = getattr(error, "code", None), getattr(error, "message", None)
+    if code and message:  # BackendError-like (ByoiUnavailable)
+        return BackendError(code if code in HINTS else "unavailable", str(message), getattr(error, "hint", None))
+    try:
+        from byoi.netguard import classify as netguard_classify
+
+        return netguard_classify(error)
+    except Exception:  # noqa: BLE001 - classification must never raise itself
+        log.warning("Unclassified component error %s", type(error).__name__)
+        return BackendError("unavailable", f"Unexpected {type(error).__name__} from the component.")
+
+
+@contextmanager
+def component(stack, kind: str):
+    """Run a call to `stack.<kind>`; any failure becomes ComponentFailed naming the component."""
+    try:
+        yield getattr(stack, kind)
+    except ComponentFailed:
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure is classified and reported
+        raise ComponentFailed(kind, location(stack, kind), classify(error)) from None
+
+
+def resolve_stack(chatbot):
+    """byoi.resolve(chatbot); its failure (e.g. the plan no longer allows BYOI) becomes ComponentFailed."""
+    import byoi
+
+    try:
+        return byoi.resolve(chatbot)
+    except Exception as error:  # noqa: BLE001
+        raise ComponentFailed("byoi", "your BYOI settings", classify(error)) from None
+
+
+def provision_once(stack, kind: str, chatbot_id, *args) -> None:
+    """Create the chatbot's tables/graph if missing. The backends remember what they provisioned (and forget
+    it when a table is dropped behind their back), so calling this on every use is cheap."""
+    with component(stack, kind) as backend:
+        backend.provision(chatbot_id, *args)

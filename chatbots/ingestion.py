@@ -1,0 +1,380 @@
+"""Documents → chunks → embeddings → the chatbot's vector store, and entities/relations → its graph.
+
+Everything goes through `byoi.resolve(chatbot)`, so a default and a fully-BYOI chatbot share this code.
+The document's text is never stored on the Document row; while the job is unfinished it is staged,
+encrypted, in DocumentSource (deleted on success), so a failed job can be retried. A retry resumes: the
+chunking is deterministic, and chunks already upserted (`chunks_embedded`) or already in the graph
+(`chunks_graphed`) are skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from html.parser import HTMLParser
+from pathlib import PurePath
+
+from django.db import transaction
+from django.utils import timezone
+
+from byoi.backends.base import Chunk
+from byoi.errors import BackendError
+from wizchat.plans import plan_check_document_limit
+
+from . import extraction
+from .components import ComponentFailed, component, provision_once, resolve_stack
+from .models import Chatbot, Document, DocumentSource
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_TEXT_CHARS = 2_000_000
+EMBED_BATCH = 32
+FILE_TYPES = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
+              ".pdf": "pdf"}
+
+
+class DocumentRejected(Exception):
+    """A bad upload or paste; the message says what to fix."""
+
+
+# -- parsing -----------------------------------------------------------------------------------------------
+
+class _HTMLText(HTMLParser):
+    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre",
+              "table", "ul", "ol", "blockquote", "header", "footer", "title"}
+    SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "title":
+            self.in_title = True
+        elif tag in self.SKIP:
+            self.skipping += 1
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self.in_title = False
+        elif tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self.skipping or self.in_title:
+            self.parts.append(data)
+
+
+def _decode(data: bytes, filename: str) -> str:
+    if b"\x00" in data[:4096]:
+        raise DocumentRejected(f"“{filename}” looks like a binary file, not text. Upload .txt, .md, .html or .pdf.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DocumentRejected(f"“{filename}” is not UTF-8 text. Save it as UTF-8 and upload it again.") from None
+
+
+def _pdf_text(data: bytes, filename: str) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise DocumentRejected(f"“{filename}” is password-protected. Remove the password and upload it again.")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except DocumentRejected:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError):
+        raise DocumentRejected(f"“{filename}” could not be read as a PDF (the file is damaged or not a PDF). "
+                               "Export it again and re-upload.") from None
+    text = "\n\n".join(pages)
+    if not text.strip():
+        raise DocumentRejected(f"“{filename}” has no text to extract (a scanned PDF?). Upload a PDF with a text "
+                               "layer, or paste the text.")
+    return text
+
+
+def document_parse(filename: str, data: bytes) -> tuple[str, str]:
+    """(file type, plain text) of an uploaded file, or DocumentRejected saying what is wrong with it."""
+    name = PurePath(filename or "").name or "The file"
+    file_type = FILE_TYPES.get(PurePath(name).suffix.lower())
+    if file_type is None:
+        raise DocumentRejected(f"“{name}” is not a supported type. Upload a .txt, .md, .html or .pdf file.")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DocumentRejected(f"“{name}” is {len(data) / 1048576:.1f} MB; the limit is "
+                               f"{MAX_UPLOAD_BYTES // 1048576} MB. Split it into smaller documents.")
+    if not data:
+        raise DocumentRejected(f"“{name}” is empty. Choose a file with some text in it.")
+    if file_type == "pdf":
+        if not data.startswith(b"%PDF"):
+            raise DocumentRejected(f"“{name}” is not a PDF file although its name ends in .pdf.")
+        text = _pdf_text(data, name)
+    else:
+        text = _decode(data, name)
+        if file_type == "html":
+            parser = _HTMLText()
+            parser.feed(text)
+            parser.close()
+            text = "".join(parser.parts)
+    text = normalize(text)
+    if not text:
+        raise DocumentRejected(f"“{name}” has no text in it. Choose a file with some text.")
+    return file_type, text
+
+
+def normalize(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = re.sub(r"[ \t\f\v]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+# -- chunking ----------------------------------------------------------------------------------------------
+
+def chunk_text(text: str, size: int = 1000, overlap: int = 150) -> list[str]:
+    """Split into chunks of at most `size` characters that end at a paragraph, sentence or word boundary
+    where one is found in the chunk's second half; consecutive chunks share about `overlap` characters.
+    Deterministic, so a resumed job gets the same chunks."""
+    size = max(100, size)
+    overlap = max(0, min(overlap, size // 2))
+    chunks, start, n = [], 0, len(text)
+    while start < n:
+        end = min(start + size, n)
+        if end < n:
+            window = text[start + size // 2:end]
+            for sep in ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " "):
+                cut = window.rfind(sep)
+                if cut != -1:
+                    end = start + size // 2 + cut + len(sep)
+                    break
+        piece = text[start:end].strip()
+        if piece:
+            chunks.append(piece)
+        if end >= n:
+            break
+        nxt = max(end - overlap, start + 1)
+        # Start the overlap at a word boundary.
+        space = text.find(" ", nxt, end)
+        start = space + 1 if overlap and space != -1 else nxt
+    return chunks
+
+
+# -- documents ---------------------------------------------------------------------------------------------
+
+def _queue(document: Document) -> None:
+    from .tasks import ingest_document_task
+
+    document_id = str(document.id)
+    transaction.on_commit(lambda: ingest_document_task.delay(document_id))
+
+
+@transaction.atomic
+def document_add(chatbot: Chatbot, *, title: str = "", text: str | None = None, filename: str = "",
+                 data: bytes | None = None, queue: bool = True) -> tuple[Document, str]:
+    """Add or update a document from an upload (`filename`, `data`) or pasted `text`.
+
+    Returns (document, outcome) with outcome "added", "updated" or "unchanged". The same title or the same
+    content updates the existing document instead of adding a duplicate. Raises DocumentRejected for bad
+    input and PlanLimitReached when a new document exceeds the plan."""
+    if data is not None:
+        file_type, text = document_parse(filename, data)
+        size = len(data)
+        title = (title or "").strip() or PurePath(filename).stem[:255] or "Untitled"
+    else:
+        text = normalize(text or "")
+        if not text:
+            raise DocumentRejected("The text is empty. Paste some text to add.")
+        file_type, size = "paste", len(text.encode())
+        title = (title or "").strip()
+        if not title:
+            raise DocumentRejected("Give the pasted text a title.")
+    if len(title) > 255:
+        raise DocumentRejected("The title is too long: 255 characters or fewer.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise DocumentRejected(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
+                               "Split it into smaller documents.")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    Chatbot.objects.select_for_update().get(pk=chatbot.pk)  # one writer at a time: limit and dedup hold
+    existing = (chatbot.documents.filter(title=title).first()
+                or chatbot.documents.filter(content_hash=digest).first())
+    if existing is None:
+        plan_check_document_limit(chatbot)
+        document = Document(chatbot=chatbot, title=title)
+        outcome = "added"
+    else:
+        document = existing
+        if existing.content_hash == digest and existing.status != Document.Status.FAILED:
+            if existing.title != title and not chatbot.documents.filter(title=title).exists():
+                existing.title = title
+                existing.save(update_fields=["title", "updated"])
+            return existing, "unchanged"
+        outcome = "updated"
+        # A previous version may have chunks and nodes (or a failed job left some): remove them first.
+        document.purge_first = True
+    document.filename = PurePath(filename).name[:255] if filename else ""
+    document.file_type = file_type
+    document.size_bytes = size
+    document.content_hash = digest
+    document.status = Document.Status.QUEUED
+    document.chunk_size, document.chunk_overlap = chatbot.chunk_size, chatbot.chunk_overlap
+    document.chunks_total = document.chunks_embedded = document.chunks_graphed = 0
+    document.attempts = 0
+    document.error_code = document.error_message = document.error_hint = ""
+    document.started = document.finished = None
+    document.save()
+    DocumentSource.objects.update_or_create(document=document, defaults={"text": text})
+    if queue:
+        _queue(document)
+    return document, outcome
+
+
+def document_retry(document: Document) -> Document:
+    """Queue a failed job again; it resumes where it stopped."""
+    if document.status != Document.Status.FAILED:
+        return document
+    if not DocumentSource.objects.filter(document=document).exists():
+        raise DocumentRejected("The text of this document is no longer available. Upload it again.")
+    document.status = Document.Status.QUEUED
+    document.save(update_fields=["status", "updated"])
+    _queue(document)
+    return document
+
+
+def document_delete(document: Document) -> None:
+    """Remove the document's vectors and graph nodes, then the document. If a component fails, the document
+    is kept (so nothing is orphaned) and ComponentFailed says why."""
+    stack = resolve_stack(document.chatbot)
+    chatbot_id, doc_id = document.chatbot_id, str(document.id)
+    if document.chunks_embedded or document.purge_first or document.status != Document.Status.QUEUED:
+        with component(stack, "vector_store") as store:
+            _ignore_missing(lambda: store.delete_document(chatbot_id, doc_id))
+        with component(stack, "graph") as graph:
+            _ignore_missing(lambda: graph.delete_document(chatbot_id, doc_id))
+    document.delete()
+
+
+def _ignore_missing(call) -> None:
+    """Deleting from a table or graph that was never created is not an error."""
+    try:
+        call()
+    except BackendError as error:
+        if "does not exist" not in error.message and "not exist" not in error.message.lower():
+            raise
+
+
+# -- the job -----------------------------------------------------------------------------------------------
+
+def _fail(document: Document, failure: ComponentFailed | DocumentRejected) -> None:
+    document.status = Document.Status.FAILED
+    if isinstance(failure, ComponentFailed):
+        document.error_code, document.error_message, document.error_hint = failure.code, str(failure), failure.hint
+    else:
+        document.error_code, document.error_message, document.error_hint = "config", str(failure), ""
+    document.finished = timezone.now()
+    document.save(update_fields=["status", "error_code", "error_message", "error_hint", "finished", "updated"])
+
+
+def _progress(document: Document, **fields) -> None:
+    for name, value in fields.items():
+        setattr(document, name, value)
+    # A plain UPDATE: the row may have been deleted meanwhile; then the job simply stops touching it.
+    Document.objects.filter(pk=document.pk).update(**fields, updated=timezone.now())
+
+
+def document_ingest(document_id) -> Document:
+    """Run (or resume) a document's ingestion job. Records progress and the outcome on the Document; raises
+    ComponentFailed after recording it, so the Celery task can decide to retry."""
+    document = Document.objects.select_related("chatbot__account__plan").get(pk=document_id)
+    if document.status == Document.Status.DONE:
+        return document
+    source = DocumentSource.objects.filter(document=document).first()
+    if source is None:
+        _fail(document, DocumentRejected("The text of this document is no longer available. Upload it again."))
+        return document
+    _progress(document, status=Document.Status.RUNNING, attempts=document.attempts + 1, started=timezone.now(),
+              error_code="", error_message="", error_hint="")
+    try:
+        _ingest(document, source.text)
+    except (ComponentFailed, DocumentRejected) as failure:
+        _fail(document, failure)
+        if isinstance(failure, ComponentFailed):
+            raise
+        return document
+    except Exception as error:
+        # A bug, not a component: say so plainly, keep the staged text so the job can be retried.
+        log.exception("Ingestion of document %s failed", document.id)
+        document.status = Document.Status.FAILED
+        document.error_code, document.error_hint = "unavailable", "Retry; if it fails again, contact support."
+        document.error_message = f"Ingestion stopped on an unexpected error ({type(error).__name__})."
+        document.finished = timezone.now()
+        document.save(update_fields=["status", "error_code", "error_message", "error_hint", "finished", "updated"])
+        return document
+    _progress(document, status=Document.Status.DONE, finished=timezone.now())
+    DocumentSource.objects.filter(document=document).delete()
+    return document
+
+
+def _ingest(document: Document, text: str) -> None:
+    chatbot = document.chatbot
+    stack = resolve_stack(chatbot)
+    doc_id = str(document.id)
+    pieces = chunk_text(text, document.chunk_size, document.chunk_overlap)
+    if document.chunks_total != len(pieces):
+        _progress(document, chunks_total=len(pieces))
+    if document.purge_first:
+        with component(stack, "vector_store") as store:
+            _ignore_missing(lambda: store.delete_document(chatbot.id, doc_id))
+        with component(stack, "graph") as graph:
+            _ignore_missing(lambda: graph.delete_document(chatbot.id, doc_id))
+        _progress(document, purge_first=False, chunks_embedded=0, chunks_graphed=0)
+    with component(stack, "embeddings") as embedder:
+        dimensions = embedder.dimensions
+    provision_once(stack, "vector_store", chatbot.id, dimensions)
+    provision_once(stack, "graph", chatbot.id)
+    meta = {"title": document.title}
+    for start in range(document.chunks_embedded, len(pieces), EMBED_BATCH):
+        batch = pieces[start:start + EMBED_BATCH]
+        with component(stack, "embeddings") as embedder:
+            vectors = embedder.embed(batch)
+            if len(vectors) != len(batch) or any(len(v) != dimensions for v in vectors):
+                raise BackendError("dimension_mismatch", f"The embeddings endpoint returned vectors that are not "
+                                                         f"{dimensions} numbers long.")
+        chunks = [Chunk(id=f"{doc_id}:{start + i}", document_id=doc_id, ordinal=start + i, text=piece,
+                        embedding=vector, metadata=meta) for i, (piece, vector) in enumerate(zip(batch, vectors, strict=True))]
+        with component(stack, "vector_store") as store:
+            store.upsert(chatbot.id, chunks)
+        _progress(document, chunks_embedded=start + len(batch))
+    use_llm = chatbot.entity_extraction == "llm"
+    for ordinal in range(document.chunks_graphed, len(pieces)):
+        piece = pieces[ordinal]
+        if use_llm:
+            with component(stack, "llm") as llm:
+                entities, relations = extraction.extract_llm(llm, piece)
+        else:
+            entities, relations = extraction.extract_rules(piece)
+        if entities:
+            with component(stack, "graph") as graph:
+                graph.upsert(chatbot.id, doc_id, f"{doc_id}:{ordinal}", entities, relations)
+        if ordinal % 8 == 7 or ordinal == len(pieces) - 1:
+            _progress(document, chunks_graphed=ordinal + 1)
+
+
+def document_get_for_user(user, chatbot_id, document_id) -> Document:
+    from django.http import Http404
+
+    from .services import chatbot_get_for_user
+
+    chatbot = chatbot_get_for_user(user, chatbot_id)
+    try:
+        return chatbot.documents.select_related("chatbot__account__plan").get(pk=document_id)
+    except (Document.DoesNotExist, ValueError):
+        raise Http404("No such document") from None

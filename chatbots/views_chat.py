@@ -1,0 +1,69 @@
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.module_loading import import_string
+from django.views.decorators.http import require_GET, require_POST
+
+from conversations import services as conversations
+
+from . import chat
+from .components import ComponentFailed
+from .services import chatbot_get_for_user
+
+
+def _sse(events):
+    for event in events:
+        kind = event.pop("event")
+        yield f"event: {kind}\ndata: {json.dumps(event)}\n\n"
+
+
+@login_required
+@require_POST
+def chat_ask(request, chatbot_id):
+    """With `Accept: text/event-stream` (the page's script) the answer streams token by token as server-sent
+    events; a plain form POST (no JavaScript) gets the page back with the full answer and its sources."""
+    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    question = request.POST.get("question", "")
+    conversation_id = request.POST.get("conversation_id") or None
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        response = StreamingHttpResponse(_sse(chat.chat_events(chatbot, question, conversation_id)),
+                                         content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+    result = chat.chat_answer(chatbot, question, conversation_id)
+    chat_context = {"chat_question": question, "chat_result": result,
+                    "conversation_id": result["conversation_id"]}
+    if request.htmx:
+        return render(request, "chatbots/partials/_chat.html", {"chatbot": chatbot, **chat_context})
+    from .views import DETAIL_SECTIONS
+
+    context = {"chatbot": chatbot}
+    for provider in DETAIL_SECTIONS:
+        context.update(import_string(provider)(request, chatbot))
+    context.update(chat_context)
+    return render(request, "chatbots/detail.html", context)
+
+
+@login_required
+@require_GET
+def chat_history(request, chatbot_id):
+    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    context = {"chatbot": chatbot, "loaded": True}
+    try:
+        context["conversations"] = conversations.conversation_list(chatbot)
+    except ComponentFailed as failure:
+        context["history_error"] = failure
+    conversation_id = request.GET.get("conversation")
+    if conversation_id:
+        try:
+            context["conversation_messages"] = conversations.conversation_history(chatbot, conversation_id)
+            context["conversation_id"] = conversation_id
+        except ComponentFailed as failure:
+            context["history_error"] = failure
+    if request.htmx:
+        return render(request, "chatbots/partials/_history.html", context)
+    return render(request, "chatbots/section.html", {**context, "section": "chatbots/partials/_history.html",
+                                                     "section_title": "Conversation history"})

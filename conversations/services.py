@@ -1,0 +1,125 @@
+"""Conversations over the chatbot's conversations backend (the platform database by default, the customer's
+with BYOI). A message that cannot be written because the customer's database is unreachable goes to the
+Outbox and a Celery retry delivers it later; the message id makes delivery idempotent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import asdict
+from datetime import date
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from byoi.backends.base import Message
+from chatbots.components import ComponentFailed, component, provision_once, resolve_stack
+from wizchat.plans import plan_check_message_limit
+
+from .models import MessageUsage, Outbox
+
+log = logging.getLogger(__name__)
+
+
+def message_new(conversation_id: str, role: str, content: str, metadata: dict | None = None) -> Message:
+    return Message(id=uuid.uuid4().hex, conversation_id=conversation_id, role=role, content=content,
+                   created=timezone.now().isoformat(), metadata=metadata or {})
+
+
+def _append(stack, chatbot, message: Message) -> bool:
+    provision_once(stack, "conversations", chatbot.id)
+    with component(stack, "conversations") as store:
+        return store.append(chatbot.id, message)
+
+
+def conversation_append(chatbot, message: Message, stack=None) -> str:
+    """Store a message: "stored", "duplicate" (already stored) or "queued" (in the outbox because the
+    conversations database failed; a Celery retry delivers it)."""
+    stack = stack or resolve_stack(chatbot)
+    if Outbox.objects.filter(chatbot=chatbot).exists():
+        outbox_flush(chatbot, stack)  # keep the order: older undelivered messages first
+    if Outbox.objects.filter(chatbot=chatbot).exists():
+        outbox_put(chatbot, message, None)
+        return "queued"
+    try:
+        return "stored" if _append(stack, chatbot, message) else "duplicate"
+    except ComponentFailed as failure:
+        log.warning("Conversations store of chatbot %s failed (%s); message queued", chatbot.id, failure.code)
+        outbox_put(chatbot, message, failure)
+        return "queued"
+
+
+def outbox_put(chatbot, message: Message, failure: ComponentFailed | None) -> Outbox:
+    row, _ = Outbox.objects.get_or_create(
+        message_id=message.id,
+        defaults={"chatbot": chatbot, "payload": json.dumps(asdict(message)),
+                  "error_code": failure.code if failure else "", "error_message": str(failure) if failure else ""},
+    )
+    from .tasks import outbox_deliver_task
+
+    row_id = row.id
+    transaction.on_commit(lambda: outbox_deliver_task.apply_async((row_id,), countdown=2))
+    return row
+
+
+def outbox_deliver(outbox_id: int) -> str:
+    """Deliver one outbox message: "delivered" (or already delivered) or raises ComponentFailed."""
+    row = Outbox.objects.select_related("chatbot__account__plan").filter(pk=outbox_id).first()
+    if row is None:
+        return "gone"
+    stack = resolve_stack(row.chatbot)
+    message = Message(**json.loads(row.payload))
+    try:
+        _append(stack, row.chatbot, message)  # the message id makes a second delivery a no-op
+    except ComponentFailed as failure:
+        Outbox.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1, last_attempt=timezone.now(),
+                                                error_code=failure.code, error_message=str(failure))
+        raise
+    row.delete()
+    return "delivered"
+
+
+def outbox_flush(chatbot, stack=None) -> int:
+    """Deliver the chatbot's outbox in order; stops at the first failure. Returns how many were delivered."""
+    stack = stack or resolve_stack(chatbot)
+    delivered = 0
+    for row in Outbox.objects.filter(chatbot=chatbot).order_by("created", "id"):
+        try:
+            _append(stack, chatbot, Message(**json.loads(row.payload)))
+        except ComponentFailed:
+            break
+        row.delete()
+        delivered += 1
+    return delivered
+
+
+def conversation_list(chatbot, stack=None, limit: int = 20) -> list[dict]:
+    stack = stack or resolve_stack(chatbot)
+    with component(stack, "conversations") as store:
+        return store.conversations(chatbot.id, limit=limit)
+
+
+def conversation_history(chatbot, conversation_id: str, stack=None, limit: int = 100) -> list[Message]:
+    stack = stack or resolve_stack(chatbot)
+    with component(stack, "conversations") as store:
+        return store.history(chatbot.id, conversation_id, limit=limit)
+
+
+def _month() -> date:
+    return timezone.now().date().replace(day=1)
+
+
+def message_quota_use(account) -> None:
+    """Count one question against the plan's monthly quota; PlanLimitReached when it is used up."""
+    with transaction.atomic():
+        usage, _ = MessageUsage.objects.select_for_update().get_or_create(account=account, month=_month())
+        plan_check_message_limit(account, usage.messages)
+        usage.messages += 1
+        usage.save(update_fields=["messages"])
+
+
+def messages_this_month(account) -> int:
+    usage = MessageUsage.objects.filter(account=account, month=_month()).first()
+    return usage.messages if usage else 0
