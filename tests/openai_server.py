@@ -164,11 +164,14 @@ class _Handler(BaseHTTPRequestHandler):
         if state.mode == "error500":
             self._error(500, "The server had an error while processing your request.", "server_error")
             return
+        route = self.path.split("?", 1)[0].rstrip("/")
+        if route == "/v1/models" and not state.models_endpoint:  # a proxy that forwards only the API calls
+            self._error(404, "Not found", "invalid_request_error", "not_found")
+            return
         if self.headers.get("Authorization") != f"Bearer {state.api_key}":
             self._error(401, "Incorrect API key provided. You can find your API key at your provider's dashboard.",
                         "invalid_request_error", "invalid_api_key")
             return
-        route = self.path.split("?", 1)[0].rstrip("/")
         if method == "GET" and route == "/v1/models":
             self._models()
         elif method == "POST" and route == "/v1/chat/completions":
@@ -184,9 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
                     "invalid_request_error", "model_not_found")
 
     def _models(self):
-        if not self.state.models_endpoint:
-            self._error(404, "Not found", "invalid_request_error", "not_found")
-            return
         names = [*self.state.chat_models, *self.state.embedding_models]
         self._send(200, {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "test"}
                                                     for n in names]})
