@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('chatbots', '0002_documentsource_chatbot_chunk_overlap_and_more'),
+        ('chatbots', '0002_document_ingestion'),
         ('wizchat', '0002_seed_plans'),
     ]
 
