@@ -1,0 +1,363 @@
+"""FalkorGraph: a chatbot's knowledge graph in FalkorDB (the platform's server or the customer's).
+
+One graph per chatbot, `wizchat_<uuid hex>`:
+  (:Chunk {id, document_id})-[:MENTIONS]->(:Entity {key, name, label})
+  (:Entity)-[:RELATED {type, document_id, chunk_id}]->(:Entity)
+Entities are matched by `key` (the trimmed, lower-cased name) so that "Acme" and "acme" meet. Cypher is
+always parameterised; every query has a server-side timeout and the socket a read timeout. The client
+connects to the address netguard allowed and, with SSL on, verifies the certificate against the host
+name (CA: settings.BYOI_CA_BUNDLE, else the system store)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import uuid
+
+import falkordb
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from byoi.backends import pg
+from byoi.backends.base import BackendError, Entity, Fact, Graph, Relation
+from byoi.logging import scrub
+
+MIN_FALKORDB_VERSION = 40000  # MODULE LIST reports 4.16.3 as 41603
+
+
+def graph_name(chatbot_id: uuid.UUID | str) -> str:
+    try:
+        return f"wizchat_{uuid.UUID(str(chatbot_id)).hex}"
+    except ValueError as error:
+        raise BackendError("config", "The chatbot id is not a UUID.") from error
+
+
+def entity_key(name: str) -> str:
+    return " ".join(str(name).split()).lower()
+
+
+# --- connections pinned to the allowed address ------------------------------------------------------------
+
+def _open_pinned(conn: redis.Connection, addresses: list[str]) -> socket.socket:
+    last: OSError | None = None
+    for address in addresses:
+        sock = None
+        try:
+            sock = socket.create_connection((address, conn.port), timeout=conn.socket_connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(conn.socket_timeout)
+            return sock
+        except OSError as error:
+            last = error
+            if sock is not None:
+                sock.close()
+    raise last or OSError("no address to connect to")
+
+
+class PinnedConnection(redis.Connection):
+    """A redis connection to a pre-resolved address (the host name stays for messages)."""
+
+    def __init__(self, *, pinned_addresses: tuple[str, ...] = (), **kwargs):
+        self.pinned_addresses = list(pinned_addresses)
+        super().__init__(**kwargs)
+
+    def _connect(self):
+        if not self.pinned_addresses:
+            return super()._connect()
+        return _open_pinned(self, self.pinned_addresses)
+
+
+class PinnedSSLConnection(redis.SSLConnection):
+    """TLS to a pre-resolved address; SNI and the certificate check use the host name."""
+
+    def __init__(self, *, pinned_addresses: tuple[str, ...] = (), **kwargs):
+        self.pinned_addresses = list(pinned_addresses)
+        super().__init__(**kwargs)
+
+    def _connect(self):
+        if not self.pinned_addresses:
+            return super()._connect()
+        sock = _open_pinned(self, self.pinned_addresses)
+        try:
+            return self._wrap_socket_with_ssl(sock)
+        except (OSError, redis.RedisError):
+            sock.close()
+            raise
+
+
+def truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def ca_bundle() -> str | None:
+    return pg._ca_bundle() or None
+
+
+def client_kwargs(settings: dict, *, connect_timeout: float, operation_timeout: float,
+                  addresses: list[str]) -> dict:
+    use_ssl = truthy(settings.get("ssl", True))
+    kwargs = {
+        "connection_class": PinnedSSLConnection if use_ssl else PinnedConnection,
+        "pinned_addresses": tuple(addresses),
+        "host": str(settings.get("host") or ""),
+        "port": int(settings.get("port") or 6379),
+        "password": settings.get("password") or None,
+        "socket_connect_timeout": connect_timeout,
+        # the server's own query timeout fires first; the socket timeout only catches a silent server
+        "socket_timeout": operation_timeout + 5,
+        "decode_responses": True,
+        "protocol": 2,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": 8,
+        "client_name": "wizchat",
+    }
+    if use_ssl:
+        kwargs.update(ssl_cert_reqs="required", ssl_check_hostname=True, ssl_ca_certs=ca_bundle())
+    return kwargs
+
+
+def classify(exc: BaseException, settings: dict, connect_timeout: float | None = None) -> BackendError:
+    """A redis/FalkorDB failure in the taxonomy; adds what netguard cannot know (the SSL setting)."""
+    if isinstance(exc, BackendError):
+        return exc
+    host, port = str(settings.get("host") or ""), int(settings.get("port") or 6379)
+    use_ssl = truthy(settings.get("ssl", True))
+    text = str(exc).lower()
+    for error in _chain(exc):
+        if isinstance(error, ssl.SSLCertVerificationError):
+            reason = getattr(error, "verify_message", "") or "not trusted"
+            if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+                return BackendError("tls", f"The server's TLS certificate is not valid for {host!r}: {reason}.")
+            return BackendError("tls", f"The server's TLS certificate was rejected: {reason}.")
+        if isinstance(error, ssl.SSLError):
+            return BackendError("tls", f"The TLS handshake with {host}:{port} failed ({error.reason or 'SSL error'})"
+                                       + ("" if not use_ssl else ": does the server speak TLS on this port? "
+                                          "Turn SSL off for a plain server."))
+    if isinstance(exc, redis.ResponseError) and "without any password configured" in text:
+        return BackendError("auth", "The server has no password set: leave the password empty.")
+    if isinstance(exc, redis.ResponseError) and "unknown command" in text:
+        return BackendError("version", "The server does not know the GRAPH commands: FalkorDB 4.0+ is required.")
+    if isinstance(exc, redis.ResponseError) and ("timeout" in text or "timed out" in text):
+        return BackendError("timeout", "The graph query did not finish within the operation timeout.")
+    if not use_ssl and isinstance(exc, redis.ConnectionError) and not isinstance(exc, redis.AuthenticationError) \
+            and ("closed by server" in text or "connection reset" in text or "error while reading" in text
+                 or "protocol error" in text):
+        return BackendError("tls", f"{host}:{port} closed the connection without answering: it probably expects "
+                                   "TLS. Turn SSL on.")
+    if not use_ssl and isinstance(exc, redis.TimeoutError):
+        return BackendError("timeout", f"{host}:{port} accepted the connection but did not answer: check the port, "
+                                       "and turn SSL on if the server expects TLS.")
+    from byoi import netguard
+
+    found = netguard.classify(exc, host=host, port=port, connect_timeout=connect_timeout)
+    if found.code == "unavailable" and isinstance(exc, redis.ResponseError):
+        return BackendError("unavailable", f"FalkorDB refused the query: {scrub(str(exc))[:200]}")
+    return found
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+_CLIENTS: dict[str, tuple[str, redis.Redis]] = {}  # key -> (settings fingerprint, client)
+_CLIENTS_LOCK = threading.Lock()
+_PROVISIONED: set[tuple[str, str]] = set()
+
+
+def client_get(settings: dict, *, connect_timeout: float, operation_timeout: float) -> redis.Redis:
+    """The cached client (and its connection pool) for these settings."""
+    key = pg.fingerprint(settings, connect_timeout, operation_timeout, ca_bundle())
+    entry = _CLIENTS.get(key)
+    if entry is not None:
+        return entry[1]
+    addresses = [] if settings.get("egress_guard", True) is False else pg.pinned_addresses(
+        {**settings, "port": settings.get("port") or 6379})
+    pool = redis.ConnectionPool(**client_kwargs(settings, connect_timeout=connect_timeout,
+                                                operation_timeout=operation_timeout, addresses=addresses))
+    client = redis.Redis(connection_pool=pool)
+    with _CLIENTS_LOCK:
+        entry = _CLIENTS.setdefault(key, (pg.fingerprint(settings), client))
+    return entry[1]
+
+
+def client_close(settings: dict | None = None) -> None:
+    with _CLIENTS_LOCK:
+        wanted = None if settings is None else pg.fingerprint(settings)
+        victims = [k for k, (fp, _) in _CLIENTS.items() if wanted is None or fp == wanted]
+        clients = [_CLIENTS.pop(k)[1] for k in victims]
+        for key in [k for k in _PROVISIONED if wanted is None or k[0] == wanted]:
+            _PROVISIONED.discard(key)
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.connection_pool.disconnect()
+
+
+def falkordb_version(client: redis.Redis) -> int:
+    """FalkorDB's module version as an integer (4.16.3 → 41603), 0 if the graph module is absent."""
+    for module in client.execute_command("MODULE", "LIST") or []:
+        if isinstance(module, dict):
+            name, version = module.get("name"), module.get("ver")
+        else:  # RESP2 without decoding into dicts: a flat [key, value, …] list
+            pairs = dict(zip(module[::2], module[1::2], strict=False))
+            name, version = pairs.get("name"), pairs.get("ver")
+        if str(name).lower() in ("graph", "falkordb"):
+            return int(version or 0)
+    return 0
+
+
+def version_text(version: int) -> str:
+    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+
+
+_UPSERT = """
+MERGE (c:Chunk {id: $chunk_id}) SET c.document_id = $document_id
+WITH c
+FOREACH (e IN $entities |
+  MERGE (n:Entity {key: e.key}) ON CREATE SET n.name = e.name, n.label = e.label
+  MERGE (c)-[:MENTIONS]->(n))
+FOREACH (r IN $relations |
+  MERGE (a:Entity {key: r.source_key}) ON CREATE SET a.name = r.source, a.label = 'Entity'
+  MERGE (b:Entity {key: r.target_key}) ON CREATE SET b.name = r.target, b.label = 'Entity'
+  MERGE (a)-[:RELATED {type: r.type, document_id: $document_id, chunk_id: $chunk_id}]->(b))
+"""
+
+_TOUCHED = """
+MATCH (c:Chunk {document_id: $document_id})-[:MENTIONS]->(e:Entity) RETURN DISTINCT e.key AS key
+UNION
+MATCH (a:Entity)-[r:RELATED {document_id: $document_id}]->(b:Entity) UNWIND [a.key, b.key] AS key RETURN DISTINCT key
+"""
+
+_NEIGHBOURS = """
+UNWIND $keys AS k MATCH (a:Entity {key: k})-[r:RELATED]->(b:Entity) RETURN a.name, r.type, b.name, r.chunk_id
+UNION ALL
+UNWIND $keys AS k MATCH (a:Entity)-[r:RELATED]->(b:Entity {key: k}) RETURN a.name, r.type, b.name, r.chunk_id
+"""
+
+
+class FalkorGraph(Graph):
+    secret_fields = ("password",)
+
+    def __init__(self, settings: dict, **kw):
+        super().__init__(settings, **kw)
+        self._fp = pg.fingerprint(settings)
+
+    def close(self) -> None:
+        client_close(self.settings)
+
+    @property
+    def client(self) -> redis.Redis:
+        return client_get(self.settings, connect_timeout=self.connect_timeout,
+                          operation_timeout=self.operation_timeout)
+
+    def _graph(self, chatbot_id) -> falkordb.Graph:
+        return falkordb.Graph(self.client, graph_name(chatbot_id))
+
+    @property
+    def _timeout_ms(self) -> int:
+        return max(1, int(self.operation_timeout * 1000))
+
+    def _run(self, chatbot_id, query: str, params: dict | None = None, *, read_only: bool = False):
+        try:
+            graph = self._graph(chatbot_id)
+            call = graph.ro_query if read_only else graph.query
+            return call(query, params or {}, timeout=self._timeout_ms)
+        except redis.ResponseError as error:
+            if read_only and "empty key" in str(error).lower():
+                return None  # the graph does not exist yet: nothing stored
+            raise classify(error, self.settings, self.connect_timeout) from None
+        except (redis.RedisError, OSError) as error:
+            raise classify(error, self.settings, self.connect_timeout) from None
+
+    # --- contract -------------------------------------------------------------------------------------------
+    def provision(self, chatbot_id: uuid.UUID) -> None:
+        name = graph_name(chatbot_id)
+        if (self._fp, name) in _PROVISIONED:
+            return
+        for query in ("CREATE INDEX FOR (e:Entity) ON (e.key)",
+                      "CREATE INDEX FOR (c:Chunk) ON (c.id, c.document_id)",
+                      "CREATE INDEX FOR ()-[r:RELATED]-() ON (r.document_id)"):
+            try:
+                self._graph(chatbot_id).query(query, timeout=self._timeout_ms)
+            except redis.ResponseError as error:
+                if "already indexed" not in str(error).lower():
+                    raise classify(error, self.settings, self.connect_timeout) from None
+            except (redis.RedisError, OSError) as error:
+                raise classify(error, self.settings, self.connect_timeout) from None
+        _PROVISIONED.add((self._fp, name))
+
+    def upsert(self, chatbot_id: uuid.UUID, document_id: str, chunk_id: str, entities: list[Entity],
+               relations: list[Relation]) -> None:
+        self.provision(chatbot_id)
+        entity_rows = {}
+        for entity in entities:
+            key = entity_key(entity.name)
+            if key:
+                entity_rows.setdefault(key, {"key": key, "name": str(entity.name).strip(),
+                                             "label": str(entity.label or "Entity")})
+        relation_rows = {}
+        for relation in relations:
+            source, target = entity_key(relation.source), entity_key(relation.target)
+            if source and target:
+                kind = str(relation.type or "RELATED_TO")
+                relation_rows.setdefault((source, kind, target), {
+                    "source_key": source, "source": str(relation.source).strip(),
+                    "target_key": target, "target": str(relation.target).strip(), "type": kind})
+        self._run(chatbot_id, _UPSERT, {"chunk_id": str(chunk_id), "document_id": str(document_id),
+                                        "entities": list(entity_rows.values()),
+                                        "relations": list(relation_rows.values())})
+
+    def delete_document(self, chatbot_id: uuid.UUID, document_id: str) -> None:
+        """Remove the document's chunks and relations, then the entities nothing refers to any more."""
+        params = {"document_id": str(document_id)}
+        touched = self._run(chatbot_id, _TOUCHED, params, read_only=True)
+        if touched is None:
+            return
+        keys = sorted({row[0] for row in touched.result_set if row[0] is not None})
+        self._run(chatbot_id, "MATCH ()-[r:RELATED {document_id: $document_id}]->() DELETE r", params)
+        self._run(chatbot_id, "MATCH (c:Chunk {document_id: $document_id}) DETACH DELETE c", params)
+        if keys:
+            self._run(chatbot_id, "UNWIND $keys AS k MATCH (e:Entity {key: k}) WHERE NOT (e)--() DELETE e",
+                      {"keys": keys})
+
+    def neighbourhood(self, chatbot_id: uuid.UUID, entity_names: list[str], limit: int = 20) -> list[Fact]:
+        """Relations touching the named entities, each with the chunks that stated it (most-stated first)."""
+        keys = sorted({entity_key(n) for n in entity_names if entity_key(n)})
+        if not keys:
+            return []
+        result = self._run(chatbot_id, _NEIGHBOURS, {"keys": keys}, read_only=True)
+        if result is None:
+            return []
+        facts: dict[tuple[str, str, str], Fact] = {}
+        for source, kind, target, chunk_id in result.result_set:
+            fact = facts.setdefault((source, kind, target), Fact(source, kind, target, []))
+            if chunk_id and chunk_id not in fact.chunk_ids:
+                fact.chunk_ids.append(chunk_id)
+        ranked = sorted(facts.values(), key=lambda f: (-len(f.chunk_ids), f.source, f.relation, f.target))
+        return ranked[: int(limit)]
+
+    def count(self, chatbot_id: uuid.UUID) -> dict:
+        nodes = self._run(chatbot_id, "MATCH (n) RETURN count(n)", read_only=True)
+        if nodes is None:
+            return {"nodes": 0, "relationships": 0}
+        edges = self._run(chatbot_id, "MATCH ()-[r]->() RETURN count(r)", read_only=True)
+        return {"nodes": int(nodes.result_set[0][0]), "relationships": int(edges.result_set[0][0])}
+
+    def delete_graph(self, chatbot_id: uuid.UUID) -> None:
+        """Drop the chatbot's whole graph: only for explicit operator actions (never automatic)."""
+        try:
+            self.client.execute_command("GRAPH.DELETE", graph_name(chatbot_id))
+        except redis.ResponseError as error:
+            if "empty key" not in str(error).lower() and "does not exist" not in str(error).lower():
+                raise classify(error, self.settings, self.connect_timeout) from None
+        except (redis.RedisError, OSError) as error:
+            raise classify(error, self.settings, self.connect_timeout) from None
+        _PROVISIONED.discard((self._fp, graph_name(chatbot_id)))
