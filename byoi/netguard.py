@@ -37,17 +37,17 @@ METADATA_ADDRESSES = {
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _parse_ip(host: str) -> IPAddress | None:
+def parse_ip(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
 
 
-def _why_blocked(ip: IPAddress) -> str | None:
+def why_blocked(ip: IPAddress) -> str | None:
     """The kind of network `ip` is on if WizChat must not connect to it, else None."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _why_blocked(ip.ipv4_mapped)
+        return why_blocked(ip.ipv4_mapped)
     if ip in METADATA_ADDRESSES:
         return "cloud metadata"
     for attribute, label in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
@@ -64,7 +64,7 @@ def address_allowed(ip: IPAddress) -> bool:
     networks = getattr(settings, "EGRESS_ALLOWED_NETWORKS", [])
     if any(ip.version == net.version and ip in net for net in networks):
         return True
-    return _why_blocked(ip) is None
+    return why_blocked(ip) is None
 
 
 def _getaddrinfo(host: str, port: int, timeout: float) -> list[str]:
@@ -102,7 +102,7 @@ def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> li
     host = (host or "").strip()
     if not host:
         raise BackendError("config", "The host is empty.")
-    literal = _parse_ip(host)
+    literal = parse_ip(host)
     if literal is not None:
         candidates = [str(literal)]
     else:
@@ -112,7 +112,7 @@ def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> li
         if not address_allowed(ip):
             where = "" if literal is not None else f"{host} resolves to "
             raise BackendError("blocked_address",
-                               f"{where}{ip}, a {_why_blocked(ip)} address: WizChat does not connect there.")
+                               f"{where}{ip}, a {why_blocked(ip)} address: WizChat does not connect there.")
     return candidates
 
 
@@ -177,13 +177,19 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+def ssl_context() -> ssl.SSLContext:
+    """The one TLS policy for customer endpoints (the TLS step and the HTTP client agree): certificate and
+    host name verified against certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when the operator sets them."""
+    return httpx.create_ssl_context(trust_env=True)
+
+
 class PinnedTransport(httpx.HTTPTransport):
     def __init__(self, *, guard: bool = True, limits: httpx.Limits | None = None):
         limits = limits or httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
-        ssl_context = httpx.create_ssl_context(trust_env=False)
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
+        context = ssl_context()
+        super().__init__(verify=context, trust_env=False, limits=limits)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -231,7 +237,7 @@ def http_client(base_url: str, *, timeout_connect: float, timeout_read: float, h
 def tls_handshake(host: str, port: int, timeout: float) -> str:
     """Open a pinned connection and complete a verified TLS handshake; returns e.g. "TLSv1.3"."""
     sock = connect_tcp(host, port, timeout)
-    context = ssl.create_default_context()
+    context = ssl_context()
     try:
         sock.settimeout(timeout)
         with context.wrap_socket(sock, server_hostname=host) as tls:

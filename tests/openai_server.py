@@ -54,12 +54,15 @@ class OpenAIServer:
     requests: list = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
+    url_host: str = ""  # the name in base_url (e.g. "localhost" for a TLS certificate); default: host
+    tls: object = None  # an ssl.SSLContext to serve HTTPS
     _httpd: ThreadingHTTPServer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.url_host or self.host}:{self.port}/v1"
 
     def llm_settings(self, **overrides) -> dict:
         return {"endpoint": self.base_url, "api_key": self.api_key, "model": "gpt-4o-mini", **overrides}
@@ -83,6 +86,10 @@ class OpenAIServer:
 
         self._httpd = ThreadingHTTPServer((self.host, 0), Handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            # The handshake runs in the request's thread, not in the accept loop.
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         self.port = self._httpd.server_address[1]
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
                          name=f"openai-server-{self.port}").start()

@@ -16,6 +16,7 @@ import redis
 from byoi import netguard
 from byoi.backends.base import BackendError
 from byoi.checks import check_run
+from tests.openai_server import OpenAIServer
 from tests.peers import PEERS
 from wizchat import embedded
 
@@ -148,28 +149,38 @@ def test_it_does_not_follow_redirects(openai_server):
 
 # -- TLS ----------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def self_signed_tls_server(tmp_path):
-    """A TLS server on 127.0.0.1 whose certificate no public CA signed."""
+def make_certificate(tmp_path, name: str, issuer=None):
+    """(cert path, key path, (cert, key)) for `name`; self-signed CA when issuer is None."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_cert, issuer_key = issuer or (None, key)
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    builder = (x509.CertificateBuilder().subject_name(subject)
+               .issuer_name(issuer_cert.subject if issuer_cert else subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False))
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path, (cert, key)
+
+
+@pytest.fixture
+def self_signed_tls_server(tmp_path):
+    """A TLS server on 127.0.0.1 whose certificate no trusted CA signed."""
+    cert_path, key_path, _ = make_certificate(tmp_path, "localhost")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.load_cert_chain(cert_path, key_path)
     server = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -192,6 +203,20 @@ def self_signed_tls_server(tmp_path):
     stop.set()
     thread.join(2)
     server.close()
+
+
+@pytest.fixture
+def https_openai_server(tmp_path, monkeypatch):
+    """The OpenAI-protocol server over HTTPS with a certificate for "localhost" from a CA the client trusts
+    (SSL_CERT_FILE, as an operator with a private CA would set it)."""
+    ca_path, _, ca = make_certificate(tmp_path, "WizChat Test CA")
+    cert_path, key_path, _ = make_certificate(tmp_path, "localhost", issuer=ca)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server = OpenAIServer(url_host="localhost", tls=context).start()
+    yield server
+    server.stop()
 
 
 def test_it_reports_an_untrusted_certificate_as_tls(self_signed_tls_server):
@@ -240,3 +265,16 @@ def test_it_classifies_a_wrong_falkordb_password_as_auth():
 def test_it_never_copies_library_messages_that_hold_credentials():
     error = netguard.classify(OSError("connect to https://user:sk-live-abc@example.com failed"))
     assert "sk-live-abc" not in error.message
+
+
+def test_it_verifies_tls_for_the_host_name_while_connecting_to_the_pinned_address(https_openai_server):
+    results = check_run("llm", https_openai_server.llm_settings())
+    assert [(r.name, r.status) for r in results] == [("address", "ok"), ("tcp", "ok"), ("tls", "ok"),
+                                                     ("auth", "ok"), ("operation", "ok")]
+
+
+def test_it_verifies_the_certificate_against_the_endpoints_host_name(https_openai_server):
+    settings = https_openai_server.llm_settings()
+    settings["endpoint"] = settings["endpoint"].replace("localhost", "127.0.0.1")  # certificate is for localhost
+    results = check_run("llm", settings)
+    assert [(r.name, r.status, r.code) for r in results][2] == ("tls", "failed", "tls")

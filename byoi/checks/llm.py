@@ -25,9 +25,9 @@ def endpoint_steps(settings: dict, backend_class) -> list[Step]:
             return f"{host} is a platform server."
         addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
         shown = ", ".join(addresses[:3])
-        allow_listed = any(netguard._why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
+        allow_listed = any(netguard.why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
         note = " (allowed by the operator's network allow-list)" if allow_listed else ""
-        return shown + note if netguard._parse_ip(host) else f"{host} resolves to {shown}{note}."
+        return shown + note if netguard.parse_ip(host) else f"{host} resolves to {shown}{note}."
 
     def tcp(ctx: Context) -> str:
         _, host, port = where(ctx)
