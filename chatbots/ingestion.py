@@ -339,7 +339,6 @@ def _ingest(document: Document, text: str) -> None:
     with component(stack, "embeddings") as embedder:
         dimensions = embedder.dimensions
     provision_once(stack, "vector_store", chatbot.id, dimensions)
-    provision_once(stack, "graph", chatbot.id)
     meta = {"title": document.title}
     for start in range(document.chunks_embedded, len(pieces), EMBED_BATCH):
         batch = pieces[start:start + EMBED_BATCH]
@@ -353,6 +352,7 @@ def _ingest(document: Document, text: str) -> None:
         with component(stack, "vector_store") as store:
             store.upsert(chatbot.id, chunks)
         _progress(document, chunks_embedded=start + len(batch))
+    provision_once(stack, "graph", chatbot.id)
     use_llm = chatbot.entity_extraction == "llm"
     for ordinal in range(document.chunks_graphed, len(pieces)):
         piece = pieces[ordinal]

@@ -1,0 +1,254 @@
+import time
+
+import pytest
+
+from byoi.services import byoi_set_enabled, component_save
+from chatbots import ingestion
+from chatbots.extraction import extract_rules, mentioned_entities
+from chatbots.ingestion import DocumentRejected, chunk_text, document_add, document_ingest, document_parse
+from chatbots.models import Document, DocumentSource
+from wizchat.plans import PlanLimitReached
+
+TEXT = (
+    "WizChat is a hosted chatbot platform. BYOI lets a customer replace the defaults. "
+    "Custom FalkorDB stores the knowledge graph. The Vector Store uses PostgreSQL with pgvector.\n\n"
+) * 12
+
+
+def make_pdf(text: str) -> bytes:
+    """A minimal one-page PDF whose text layer holds `text` (built by hand: no PDF writer is installed)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def stack_of(chatbot):
+    import byoi
+
+    return byoi.resolve(chatbot)
+
+
+def ingest(chatbot, title="Guide", text=TEXT):
+    document, _ = document_add(chatbot, title=title, text=text, queue=False)
+    return document_ingest(document.id)
+
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,data", [
+    ("notes.txt", b"Plain notes about BYOI."),
+    ("notes.md", b"# Title\n\nMarkdown about BYOI."),
+    ("page.html", b"<html><head><style>p{}</style><script>var x=1</script></head><body><p>HTML about BYOI.</p></body></html>"),
+])
+def test_it_extracts_the_text_of_text_files(name, data):
+    _, text = document_parse(name, data)
+    assert "about BYOI" in text
+    assert "var x" not in text
+
+
+def test_it_extracts_the_text_of_a_pdf():
+    file_type, text = document_parse("guide.pdf", make_pdf("WizChat answers from PDF files"))
+    assert file_type == "pdf"
+    assert "WizChat answers from PDF files" in text
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("empty.txt", b"", "is empty"),
+    ("blank.md", b"   \n\n  ", "has no text"),
+    ("tool.exe", b"MZ....", "not a supported type"),
+    ("broken.pdf", b"%PDF-1.4\nthis is not really a pdf", "could not be read as a PDF"),
+    ("fake.pdf", b"hello", "not a PDF file"),
+    ("latin1.txt", "café".encode("latin-1"), "not UTF-8"),
+    ("binary.txt", b"\x00\x01\x02", "binary file"),
+])
+def test_it_rejects_a_bad_file_with_a_specific_message(name, data, message):
+    with pytest.raises(DocumentRejected) as excinfo:
+        document_parse(name, data)
+    assert message in str(excinfo.value)
+
+
+def test_it_rejects_a_file_over_the_size_limit():
+    with pytest.raises(DocumentRejected) as excinfo:
+        document_parse("big.txt", b"a" * (ingestion.MAX_UPLOAD_BYTES + 1))
+    assert "the limit is 10 MB" in str(excinfo.value)
+
+
+# -- chunking and extraction --------------------------------------------------------------------------------
+
+def test_it_chunks_within_the_size_with_overlap():
+    chunks = chunk_text(TEXT, size=300, overlap=60)
+    assert len(chunks) > 3
+    assert all(len(c) <= 300 for c in chunks)
+    assert chunks[0][-20:].split()[-1] in chunks[1]
+
+
+def test_it_chunks_deterministically():
+    assert chunk_text(TEXT, 400, 80) == chunk_text(TEXT, 400, 80)
+
+
+def test_it_extracts_proper_nouns_and_sentence_relations():
+    entities, relations = extract_rules("Custom FalkorDB uses Redis. The Custom LLM is compatible with Azure OpenAI.")
+    assert {e.name for e in entities} == {"Custom FalkorDB", "Redis", "Custom LLM", "Azure OpenAI"}
+    assert {(r.source, r.type, r.target) for r in relations} == {
+        ("Custom FalkorDB", "USES", "Redis"), ("Custom LLM", "IS_COMPATIBLE_WITH", "Azure OpenAI")}
+
+
+def test_it_ignores_capitalised_common_words_at_sentence_start():
+    assert mentioned_entities("What is BYOI? The Pro plan includes it.") == ["BYOI", "Pro"]
+
+
+# -- documents -----------------------------------------------------------------------------------------------
+
+def test_it_ingests_into_the_vector_store_and_graph(chatbot):
+    document = ingest(chatbot)
+    stack = stack_of(chatbot)
+    assert document.status == Document.Status.DONE
+    assert stack.vector_store.count(chatbot.id) == document.chunks_total > 1
+    assert stack.graph.count(chatbot.id)["nodes"] > 0
+
+
+def test_it_keeps_no_document_text_on_the_platform_after_ingestion(chatbot):
+    document = ingest(chatbot)
+    assert not DocumentSource.objects.filter(document=document).exists()
+    assert "FalkorDB" not in repr(Document.objects.filter(pk=document.pk).values().first())
+
+
+def test_it_updates_a_document_uploaded_again_with_the_same_title(chatbot):
+    ingest(chatbot, text=TEXT)
+    document = ingest(chatbot, text="A much shorter second version about WizChat.")
+    assert chatbot.documents.count() == 1
+    assert stack_of(chatbot).vector_store.count(chatbot.id) == document.chunks_total == 1
+
+
+def test_it_recognises_the_same_content_under_another_title(chatbot):
+    ingest(chatbot, title="Guide")
+    document, outcome = document_add(chatbot, title="Guide copy", text=TEXT, queue=False)
+    assert outcome == "unchanged"
+    assert chatbot.documents.count() == 1
+
+
+def test_it_deletes_a_documents_vectors_and_graph_nodes(chatbot):
+    document = ingest(chatbot)
+    other = ingest(chatbot, title="Other", text="Ollama serves models. LocalAI too.")
+    ingestion.document_delete(document)
+    stack = stack_of(chatbot)
+    assert stack.vector_store.count(chatbot.id) == other.chunks_total
+    assert {f.target for f in stack.graph.neighbourhood(chatbot.id, ["Custom FalkorDB", "BYOI"])} == set()
+
+
+def test_it_enforces_the_plans_document_limit(chatbot):
+    plan = chatbot.account.plan
+    plan.max_documents = 1
+    plan.save()
+    ingest(chatbot)
+    with pytest.raises(PlanLimitReached):
+        document_add(chatbot, title="Second", text="Another text.", queue=False)
+
+
+def test_it_records_why_a_job_failed(chatbot, customer_db):
+    component_save(chatbot, "vector_store", values={**customer_db, "port": 9}, secrets={"password": "x"})
+    byoi_set_enabled(chatbot, True)
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    with pytest.raises(ingestion.ComponentFailed):
+        document_ingest(document.id)
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error_code == "refused"
+    assert "Vector Store" in document.error_message
+    assert "port is open" in document.error_hint
+
+
+def test_it_resumes_a_failed_job_without_embedding_again(chatbot, customer_db, openai_server):
+    component_save(chatbot, "embeddings", values=openai_server.embeddings_settings(dimensions=64),
+                   secrets={"api_key": openai_server.api_key})
+    component_save(chatbot, "graph", values={"host": "127.0.0.1", "port": 9, "ssl": False}, secrets={})
+    byoi_set_enabled(chatbot, True)
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    with pytest.raises(ingestion.ComponentFailed):
+        document_ingest(document.id)
+    document.refresh_from_db()
+    assert (document.status, document.chunks_embedded) == (Document.Status.FAILED, document.chunks_total)
+    calls = len(openai_server.calls("/embeddings"))
+    from byoi.services import component_disable
+
+    component_disable(chatbot, "graph")  # the customer fixes the graph (here: back to the default one)
+    ingestion.document_retry(document)
+    document = document_ingest(document.id)
+    assert document.status == Document.Status.DONE
+    assert len(openai_server.calls("/embeddings")) == calls
+
+
+# -- views ---------------------------------------------------------------------------------------------------
+
+def test_it_uploads_a_file_from_the_page(owner_client, chatbot, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("guide.md", TEXT.encode(), content_type="text/markdown")
+    response = owner_client.post(f"/dashboard/chatbots/{chatbot.id}/documents/", {"file": upload},
+                                 HTTP_HX_REQUEST="true")
+    assert "“guide” added" in response.content.decode()
+    assert chatbot.documents.get().status == Document.Status.QUEUED
+
+
+def test_it_shows_a_bad_upload_message_on_the_page(owner_client, chatbot):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("broken.pdf", b"%PDF-1.7 garbage", content_type="application/pdf")
+    response = owner_client.post(f"/dashboard/chatbots/{chatbot.id}/documents/", {"file": upload},
+                                 HTTP_HX_REQUEST="true")
+    assert "could not be read as a PDF" in response.content.decode()
+    assert not chatbot.documents.exists()
+
+
+def test_it_asks_for_a_title_for_pasted_text(owner_client, chatbot):
+    response = owner_client.post(f"/dashboard/chatbots/{chatbot.id}/documents/", {"mode": "paste", "text": "x"},
+                                 HTTP_HX_REQUEST="true")
+    assert "Give the pasted text a title." in response.content.decode()
+
+
+def test_it_polls_a_running_job_and_stops_when_done(owner_client, chatbot):
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    url = f"/dashboard/chatbots/{chatbot.id}/documents/{document.id}/"
+    assert "hx-trigger" in owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    document_ingest(document.id)
+    body = owner_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in body
+    assert "Ready" in body
+
+
+def test_it_hides_another_accounts_document(client, outsider, chatbot):
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    client.force_login(outsider)
+    assert client.post(f"/dashboard/chatbots/{chatbot.id}/documents/{document.id}/delete/").status_code == 404
+    assert Document.objects.filter(pk=document.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_ingests_in_the_celery_worker(celery_worker, owner, owner_client):
+    from chatbots.services import chatbot_create
+
+    chatbot = chatbot_create(owner.membership.account, name="Worker bot")
+    owner_client.post(f"/dashboard/chatbots/{chatbot.id}/documents/", {"mode": "paste", "title": "Guide",
+                                                                       "text": TEXT})
+    document = chatbot.documents.get()
+    deadline = time.monotonic() + 120
+    while not document.finished_state and time.monotonic() < deadline:
+        time.sleep(0.3)
+        document.refresh_from_db()
+    assert document.status == Document.Status.DONE
+    assert stack_of(chatbot).vector_store.count(chatbot.id) == document.chunks_total
