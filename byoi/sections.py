@@ -1,3 +1,68 @@
+"""The BYOI section of the chatbot page: one row per kind, custom or WizChat default, with its status."""
+
+from dataclasses import dataclass, field
+
+from django.urls import reverse
+
+from wizchat.plans import byoi_plan_names
+
+from .errors import HINTS
+from .models import BYOIComponent, ConnectionTest
+from .registry import KINDS, Kind
+
+# Fields that say where a component lives (never a secret, never a username).
+LOCATION_FIELDS = ("endpoint", "host", "port", "database", "model", "dimensions")
+
+
+@dataclass
+class ComponentStatus:
+    kind: str
+    spec: Kind
+    custom: bool  # False: the WizChat default serves this kind
+    component: BYOIComponent | None = None
+    location: list[tuple[str, object]] = field(default_factory=list)
+    hint: str = ""
+    running_test: ConnectionTest | None = None
+    retest_url: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.component.status if self.custom else "default"
+
+
+def component_status(chatbot, kind: str, component: BYOIComponent | None,
+                     running_test: ConnectionTest | None = None) -> ComponentStatus:
+    spec = KINDS[kind]
+    custom = bool(chatbot.byoi_enabled and component is not None and component.enabled)
+    row = ComponentStatus(kind=kind, spec=spec, custom=custom, component=component if custom else None)
+    if custom:
+        row.location = [(spec.field(n).label, component.values[n]) for n in LOCATION_FIELDS
+                        if n in component.values and n in {f.name for f in spec.fields}]
+        row.hint = HINTS.get(component.error_code, "") if component.status == "failed" else ""
+        row.running_test = running_test
+        row.retest_url = reverse("byoi:retest", args=[chatbot.id, kind])
+    return row
+
+
 def status_context(request, chatbot) -> dict:
     """Context for byoi/partials/_status_panel.html on the chatbot page."""
-    return {}
+    components = {c.kind: c for c in chatbot.components.all()}
+    running = {}
+    unfinished = (ConnectionTest.objects.filter(component__chatbot=chatbot)
+                  .exclude(state__in=[ConnectionTest.State.OK, ConnectionTest.State.FAILED]).order_by("created"))
+    for test in unfinished:
+        running[test.component_id] = test  # the newest wins
+    rows = []
+    for kind in KINDS:
+        component = components.get(kind)
+        rows.append(component_status(chatbot, kind, component,
+                                     running.get(component.pk) if component is not None else None))
+    plan = chatbot.account.plan
+    return {
+        "byoi_rows": rows,
+        "byoi_allowed": plan.byoi_allowed,
+        "byoi_plan_names": byoi_plan_names(),
+        "byoi_settings_url": reverse("byoi:settings", args=[chatbot.id]),
+        # BYOI was switched on under a plan that included it; the chatbot now stops rather than fall back.
+        "byoi_suspended": chatbot.byoi_enabled and not plan.byoi_allowed,
+    }

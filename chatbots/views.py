@@ -1,9 +1,13 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_http_methods
 
+from byoi.forms import ByoiPanel
+from byoi.services import ComponentInvalid
+from byoi.views import warn_after_save
 from wizchat.accounts import account_for_user
 from wizchat.plans import PlanLimitReached
 
@@ -28,17 +32,29 @@ def chatbot_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def chatbot_new(request):
+    """Create New Chatbot, with the BYOI panel. Nothing is created unless the chatbot and every enabled
+    component are valid; then the chatbot and its components are saved in one transaction."""
     account = account_for_user(request.user)
-    form = ChatbotForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    data = request.POST if request.method == "POST" else None
+    # Without JavaScript, "Show the BYOI fields" re-renders the page from the posted switches, creating nothing.
+    refresh = data is not None and "byoi-refresh" in data
+    form = ChatbotForm(None if refresh else data, initial=data.dict() if refresh else None)
+    panel = ByoiPanel(data, account=account, bind=not refresh)
+    if data is not None and not refresh and all([form.is_valid(), panel.is_valid()]):
         try:
-            chatbot = services.chatbot_create(account, **form.cleaned_data)
+            with transaction.atomic():
+                chatbot = services.chatbot_create(account, **form.cleaned_data)
+                saved = panel.save(chatbot, actor=request.user)
         except PlanLimitReached as error:
             form.add_error(None, str(error))
+        except ComponentInvalid:
+            pass  # the errors are on the component's fields
         else:
             messages.success(request, f"Chatbot “{chatbot.name}” created.")
+            warn_after_save(request, saved, [])
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
-    return render(request, "chatbots/create.html", {"form": form, "account": account})
+    context = {"form": form, "account": account, "panel": panel, "byoi_panel_template": "byoi/partials/_panel.html"}
+    return render(request, "chatbots/create.html", context)
 
 
 @login_required

@@ -1,0 +1,218 @@
+"""BYOI forms, generated from the registry: one form class per kind, and the panel that bundles them.
+
+Secret fields are write-only: PasswordInput(render_value=False), never given an initial value, and on an
+existing component a blank secret keeps the stored one (the service decides; see component_validate)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django import forms
+from django.urls import reverse
+
+from wizchat.plans import byoi_plan_names
+
+from . import services
+from .registry import KINDS, Field, Kind
+
+
+def _form_field(spec: Field) -> forms.Field:
+    common = {"label": spec.label, "help_text": spec.help, "required": spec.required}
+    if spec.secret:
+        widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+        return forms.CharField(widget=widget, strip=False, max_length=4096, **common)
+    if spec.kind == "url":
+        return forms.URLField(assume_scheme="https", max_length=2048,
+                              widget=forms.URLInput(attrs={"placeholder": "https://your-api.com/v1"}), **common)
+    if spec.kind == "int":
+        return forms.IntegerField(min_value=1, max_value=1_000_000, initial=spec.default, **common)
+    if spec.kind == "bool":
+        return forms.BooleanField(initial=spec.default, **{**common, "required": False})
+    if spec.kind == "choice":
+        return forms.ChoiceField(choices=[(c, c) for c in spec.choices], initial=spec.default, **common)
+    return forms.CharField(max_length=255, initial=spec.default, **common)
+
+
+class ComponentForm(forms.Form):
+    """Base of the generated per-kind forms. `existing` is the saved component on an edit form."""
+
+    spec: Kind
+
+    def __init__(self, *args, existing=None, **kwargs):
+        kwargs.setdefault("prefix", self.spec.slug)
+        super().__init__(*args, **kwargs)
+        self.existing = existing
+        stored = set(existing.secrets) if existing is not None else set()
+        for name in self.spec.secret_fields:
+            if name in stored:
+                field = self.fields[name]
+                field.required = False
+                field.help_text = f"{field.help_text}. Stored — leave blank to keep it; re-enter it if you change the address."
+        for name, field in self.fields.items():
+            if field.required:
+                field.widget.attrs.setdefault("aria-required", "true")
+            if field.help_text:
+                field.widget.attrs.setdefault("aria-describedby", f"{self[name].auto_id}_help")
+
+    def split(self) -> tuple[dict, dict]:
+        """(values, secrets) from cleaned_data, in the registry's field names. Blank secrets are left out."""
+        values = {n: self.cleaned_data.get(n) for n in self.spec.plain_fields}
+        secrets = {n: self.cleaned_data[n] for n in self.spec.secret_fields if self.cleaned_data.get(n)}
+        return values, secrets
+
+    def raw_values(self) -> dict:
+        """What the user typed for the non-secret fields (valid or not), to keep it on a re-render."""
+        if not self.is_bound:
+            return {}
+        return {n: self[n].value() for n in self.spec.plain_fields}
+
+
+@cache
+def component_form_class(kind: str) -> type[ComponentForm]:
+    spec = KINDS[kind]
+    fields = {f.name: _form_field(f) for f in spec.fields}
+    return type(f"{spec.slug.title().replace('_', '')}ComponentForm", (ComponentForm,), {"spec": spec, **fields})
+
+
+def component_form(kind: str, data=None, *, existing=None, initial=None) -> ComponentForm:
+    if initial is None and existing is not None:
+        initial = dict(existing.values)
+    return component_form_class(kind)(data, existing=existing, initial=initial)
+
+
+class ComponentSection:
+    """One switch of the panel (LLM, Embeddings, …) with its fields."""
+
+    def __init__(self, spec: Kind, data=None, *, existing=None, bind: bool = True):
+        self.spec = spec
+        self.kind = spec.slug
+        self.existing = existing
+        self.switch_name = f"{spec.slug}-enabled"
+        self.cleaned = None
+        self.section_url = self.test_url = ""
+        if data is not None:
+            self.on = bool(data.get(self.switch_name))
+        else:
+            self.on = bool(existing is not None and existing.enabled)
+        if data is not None and self.on and bind:
+            self.form = component_form(self.kind, data, existing=existing)
+        elif data is not None:
+            # A re-render (a switch flipped): keep what was typed, but show no errors yet.
+            typed = {n: data.get(f"{self.kind}-{n}") for n in spec.plain_fields if f"{self.kind}-{n}" in data}
+            base = dict(existing.values) if existing is not None else {}
+            self.form = component_form(self.kind, existing=existing, initial={**base, **typed})
+        else:
+            self.form = component_form(self.kind, existing=existing)
+
+    def add_errors(self, errors: dict) -> None:
+        for name, message in errors.items():
+            self.form.add_error(name if name in self.form.fields else None, message)
+
+    @property
+    def was_enabled(self) -> bool:
+        """Whether a saved component is currently in use (turning it off then deserves a warning)."""
+        return self.existing is not None and self.existing.enabled
+
+    @property
+    def disabling(self) -> bool:
+        return self.was_enabled and not self.on
+
+
+class ByoiPanel:
+    """The "BYOI (Bring Your Own Infrastructure)" panel of the create form and of a chatbot's BYOI settings.
+
+    `data` is the POSTed form (or None for a fresh page); `bind=False` re-renders after a toggle without
+    validating. `locked` panels (plans without BYOI) show the plan names and render no fields."""
+
+    enabled_name = "byoi-enabled"
+
+    def __init__(self, data=None, *, account, chatbot=None, bind: bool = True):
+        self.account = account
+        self.chatbot = chatbot
+        self.locked = not account.plan.byoi_allowed
+        existing = {c.kind: c for c in chatbot.components.all()} if chatbot is not None else {}
+        if data is not None:
+            self.enabled = bool(data.get(self.enabled_name))
+        else:
+            self.enabled = bool(chatbot is not None and chatbot.byoi_enabled)
+        self.was_enabled = bool(chatbot is not None and chatbot.byoi_enabled)
+        self.sections = [ComponentSection(spec, data, existing=existing.get(slug), bind=bind)
+                         for slug, spec in KINDS.items()]
+        self.errors: list[str] = []
+        bot = [chatbot.id] if chatbot is not None else []
+        self.panel_url = reverse("byoi:chatbot_panel" if bot else "byoi:panel", args=bot)
+        for s in self.sections:
+            s.section_url = reverse("byoi:chatbot_section" if bot else "byoi:section", args=[*bot, s.kind])
+            s.test_url = reverse("byoi:chatbot_test_start" if bot else "byoi:test_start", args=[*bot, s.kind])
+
+    @property
+    def plan_names(self) -> list[str]:
+        return byoi_plan_names()
+
+    def __iter__(self):
+        return iter(self.sections)
+
+    def section(self, kind: str) -> ComponentSection:
+        return next(s for s in self.sections if s.kind == kind)
+
+    @property
+    def active_sections(self) -> list[ComponentSection]:
+        """Sections whose fields are submitted: the panel is on and the component's switch too."""
+        if not self.enabled or self.locked:
+            return []
+        return [s for s in self.sections if s.on]
+
+    @property
+    def disabling(self) -> list[ComponentSection]:
+        """Saved components in use that this submission turns off (one by one, or with BYOI as a whole)."""
+        if self.was_enabled and not self.enabled:
+            return [s for s in self.sections if s.was_enabled]
+        if not self.enabled:
+            return []
+        return [s for s in self.sections if s.disabling]
+
+    @property
+    def requested(self) -> bool:
+        """Whether the submission asks for BYOI at all (a locked panel's crafted form included)."""
+        return self.enabled or (self.locked and any(s.on for s in self.sections))
+
+    def is_valid(self) -> bool:
+        """Field checks, then the service's own validation, so every error shows next to its field at once."""
+        valid = True
+        for section in self.active_sections:
+            form = section.form
+            if not form.is_valid():
+                valid = False
+                continue
+            values, secrets = form.split()
+            try:
+                section.cleaned = services.component_validate(section.kind, values, secrets, section.existing)
+            except services.ComponentInvalid as error:
+                section.add_errors(error.errors)
+                valid = False
+        return valid and not self.errors
+
+    def save(self, chatbot, *, actor=None) -> list:
+        """Apply the submission to `chatbot` through the services; call inside a transaction.
+
+        Raises PlanLimitReached (plans without BYOI, whatever was sent) or ComponentInvalid (the errors are
+        then on the fields); the caller's transaction rolls everything back."""
+        saved, invalid = [], False
+        if self.requested:
+            services.byoi_set_enabled(chatbot, True, actor=actor)
+        for section in self.active_sections:
+            values, secrets = section.form.split()
+            try:
+                saved.append(services.component_save(chatbot, section.kind, values=values, secrets=secrets,
+                                                     actor=actor))
+            except services.ComponentInvalid as error:
+                section.add_errors(error.errors)
+                invalid = True
+        if invalid:
+            raise services.ComponentInvalid({})
+        if self.enabled:
+            for section in self.disabling:
+                services.component_disable(chatbot, section.kind, actor=actor)
+        elif chatbot.byoi_enabled:
+            services.byoi_set_enabled(chatbot, False, actor=actor)
+        return saved

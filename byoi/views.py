@@ -1,0 +1,165 @@
+"""BYOI views: the panel's HTMX partials, Test Connection and its polling status, Re-test, BYOI settings.
+
+Views translate HTTP only; the work is in byoi.services. Every lookup is scoped to the user's account."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from chatbots.services import chatbot_get_for_user
+from wizchat.accounts import account_for_user
+from wizchat.plans import PlanLimitReached
+
+from . import services
+from .forms import ByoiPanel, component_form
+from .registry import KINDS
+from .sections import component_status
+
+
+def _kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise Http404("No such component kind")
+    return kind
+
+
+def _chatbot(request, chatbot_id):
+    return chatbot_get_for_user(request.user, chatbot_id) if chatbot_id is not None else None
+
+
+@login_required
+@require_POST
+def panel_partial(request, chatbot_id=None):
+    """The panel after "Enable BYOI" was flipped: open with its component switches, or collapsed."""
+    panel = ByoiPanel(request.POST, account=account_for_user(request.user), chatbot=_chatbot(request, chatbot_id),
+                      bind=False)
+    return render(request, "byoi/partials/_panel.html", {"panel": panel})
+
+
+@login_required
+@require_POST
+def section_partial(request, kind, chatbot_id=None):
+    """One component after its switch was flipped: its fields revealed, or hidden."""
+    panel = ByoiPanel(request.POST, account=account_for_user(request.user), chatbot=_chatbot(request, chatbot_id),
+                      bind=False)
+    return render(request, "byoi/partials/_component.html", {"panel": panel, "section": panel.section(_kind(kind))})
+
+
+def _test_response(request, context: dict, *, finished: bool):
+    if not request.htmx:
+        return render(request, "byoi/test_status.html", context)
+    html = render_to_string("byoi/partials/_test_status.html", context, request)
+    return HttpResponseStopPolling(html) if finished else HttpResponse(html)
+
+
+def _test_context(test) -> dict:
+    context = {"test": test, "kind": test.kind, "spec": KINDS[test.kind]}
+    if test.finished_state and test.component_id:
+        # The chatbot page's status badge follows the result (out-of-band swap).
+        test.component.refresh_from_db()
+        context["component_status"] = component_status(test.chatbot, test.kind, test.component)
+    return context
+
+
+def _refused(request, kind: str, errors: list[str]):
+    """Test Connection could not start: say what to fix in the component's result area."""
+    context = {"kind": kind, "spec": KINDS[kind], "errors": errors}
+    return _test_response(request, context, finished=True)
+
+
+@login_required
+@require_POST
+def test_start(request, kind, chatbot_id=None):
+    """Test Connection: the component's current, unsaved values become a short-lived ConnectionTest."""
+    kind = _kind(kind)
+    account = account_for_user(request.user)
+    chatbot = _chatbot(request, chatbot_id)
+    existing = chatbot.components.filter(kind=kind).first() if chatbot is not None else None
+    form = component_form(kind, request.POST, existing=existing)
+    if not form.is_valid():
+        return _refused(request, kind, [f"{form[name].label}: {' '.join(errs)}" if name in form.fields
+                                        else " ".join(errs) for name, errs in form.errors.items()])
+    values, secrets = form.split()
+    try:
+        test = services.connection_test_start(account, kind, values, secrets, chatbot=chatbot, component=existing,
+                                              actor=request.user)
+    except services.ComponentInvalid as error:
+        return _refused(request, kind, [_labelled(kind, name, message) for name, message in error.errors.items()])
+    except (services.RateLimited, PlanLimitReached) as error:
+        return _refused(request, kind, [str(error)])
+    return _test_response(request, _test_context(test), finished=test.finished_state)
+
+
+def _labelled(kind: str, name: str, message: str) -> str:
+    spec = KINDS[kind]
+    names = {f.name: f.label for f in spec.fields}
+    return message if name not in names or message.startswith(names[name]) else f"{names[name]}: {message}"
+
+
+@login_required
+@require_GET
+def test_status(request, test_id):
+    test = services.connection_test_get_for_user(request.user, test_id)
+    return _test_response(request, _test_context(test), finished=test.finished_state)
+
+
+@login_required
+@require_POST
+def component_retest(request, chatbot_id, kind):
+    """Re-test: run Test Connection again on a saved component's stored settings."""
+    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    component = chatbot.components.filter(kind=_kind(kind)).first()
+    if component is None:
+        raise Http404("No such component")
+    try:
+        test = services.connection_test_retest(component, actor=request.user)
+    except services.ComponentInvalid as error:
+        return _refused(request, kind, [_labelled(kind, n, m) for n, m in error.errors.items()])
+    except (services.RateLimited, PlanLimitReached) as error:
+        return _refused(request, kind, [str(error)])
+    if not request.htmx:
+        return redirect("byoi:test_status", test_id=test.id)
+    return _test_response(request, _test_context(test), finished=test.finished_state)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def byoi_settings(request, chatbot_id):
+    """BYOI settings of an existing chatbot: enable, change or disable components later."""
+    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    account = account_for_user(request.user)
+    data = request.POST if request.method == "POST" else None
+    refresh = data is not None and "byoi-refresh" in data
+    panel = ByoiPanel(data, account=account, chatbot=chatbot, bind=not refresh)
+    if data is not None and not refresh and panel.is_valid():
+        disabling = panel.disabling
+        try:
+            saved = panel.save(chatbot, actor=request.user)
+        except PlanLimitReached as error:
+            panel.errors.append(str(error))
+        except services.ComponentInvalid:
+            pass  # the errors are on the fields
+        else:
+            messages.success(request, "BYOI settings saved.")
+            warn_after_save(request, saved, disabling)
+            return redirect("chatbots:detail", chatbot_id=chatbot.id)
+    return render(request, "byoi/settings.html", {"chatbot": chatbot, "panel": panel})
+
+
+def warn_after_save(request, saved, disabling) -> None:
+    """Warnings after saving components: untested or failing ones, and data left behind when disabling."""
+    untested = [c.spec.label for c in saved if c.status == "untested"]
+    failed = [c.spec.label for c in saved if c.status == "failed"]
+    if untested:
+        messages.warning(request, f"Saved untested: {', '.join(untested)}. A component stays “untested” until "
+                                  "Test Connection passes with these exact settings (use Re-test).")
+    if failed:
+        messages.warning(request, f"Saved, but the last Test Connection of these settings failed: {', '.join(failed)}. "
+                                  "See the error and hint below, fix the settings and Re-test.")
+    if disabling:
+        names = ", ".join(s.spec.label for s in disabling)
+        messages.warning(request, f"Now using WizChat defaults for: {names}. Data in your infrastructure is not "
+                                  "migrated; an operator can copy it with `manage.py byoi_migrate`.")
