@@ -1,0 +1,166 @@
+import json
+
+import pytest
+
+from byoi.services import byoi_set_enabled, component_save
+from chatbots.chat import chat_answer, chat_events
+from chatbots.ingestion import document_add, document_ingest
+from conversations.services import conversation_history, conversation_list
+
+TEXT = (
+    "BYOI is available on the Pro, Pro+, Business and Enterprise plans. The Free plan does not include BYOI.\n\n"
+    "Custom FalkorDB stores the knowledge graph for GraphRAG. FalkorDB 4.0+ is required.\n\n"
+    "The Custom Vector Store needs PostgreSQL 14+ with the pgvector extension."
+)
+
+
+@pytest.fixture
+def knowledge(chatbot):
+    document, _ = document_add(chatbot, title="BYOI guide", text=TEXT, queue=False)
+    return document_ingest(document.id)
+
+
+@pytest.fixture
+def custom_llm(chatbot, openai_server):
+    component_save(chatbot, "llm", values=openai_server.llm_settings(), secrets={"api_key": openai_server.api_key})
+    byoi_set_enabled(chatbot, True)
+    return openai_server
+
+
+def sse(response) -> list[tuple[str, dict]]:
+    body = b"".join(response.streaming_content).decode()
+    events = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def ask(client, chatbot, question="Which plans include BYOI?", **extra):
+    return client.post(f"/dashboard/chatbots/{chatbot.id}/chat/", {"question": question, **extra},
+                       HTTP_ACCEPT="text/event-stream")
+
+
+def test_it_streams_the_answer_token_by_token(owner_client, chatbot, knowledge, custom_llm):
+    response = ask(owner_client, chatbot)
+    events = sse(response)
+    tokens = [data["text"] for kind, data in events if kind == "token"]
+    assert response["Content-Type"].startswith("text/event-stream")
+    assert len(tokens) > 1
+    assert "".join(tokens) == custom_llm.reply
+
+
+def test_it_shows_the_sources_of_an_answer(owner_client, chatbot, knowledge, custom_llm):
+    sources = next(data["sources"] for kind, data in sse(ask(owner_client, chatbot)) if kind == "sources")
+    assert sources[0]["title"] == "BYOI guide"
+    assert "Pro, Pro+, Business and Enterprise" in sources[0]["snippet"]
+
+
+def test_it_prompts_the_llm_with_instructions_chunks_and_graph_facts(chatbot, knowledge, custom_llm):
+    chat_answer(chatbot, "Which plans include BYOI?")
+    system = custom_llm.calls("/chat/completions")[-1].body["messages"][0]["content"]
+    assert "Be brief." in system
+    assert "Pro, Pro+, Business and Enterprise plans" in system
+    assert "Related facts from the knowledge graph" in system
+
+
+def test_it_answers_in_full_without_javascript(owner_client, chatbot, knowledge, custom_llm):
+    response = owner_client.post(f"/dashboard/chatbots/{chatbot.id}/chat/", {"question": "Which plans?"})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert custom_llm.reply in body
+    assert "BYOI guide" in body
+
+
+def test_it_stores_both_messages_in_the_conversations_backend(chatbot, knowledge, custom_llm):
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    messages = conversation_history(chatbot, result["conversation_id"])
+    assert [(m.role, m.content) for m in messages] == [("user", "Which plans include BYOI?"),
+                                                       ("assistant", custom_llm.reply)]
+
+
+def test_it_continues_a_conversation_with_its_history(chatbot, knowledge, custom_llm):
+    first = chat_answer(chatbot, "Which plans include BYOI?")
+    chat_answer(chatbot, "And FalkorDB?", first["conversation_id"])
+    roles = [m["role"] for m in custom_llm.calls("/chat/completions")[-1].body["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_it_lists_the_history_on_the_chatbot_page(owner_client, chatbot, knowledge, custom_llm):
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/history/?conversation={result['conversation_id']}",
+                            HTTP_HX_REQUEST="true").content.decode()
+    assert "2 messages" in body
+    assert "Which plans include BYOI?" in body
+
+
+def test_it_names_a_failing_llm_and_its_fix_without_falling_back(owner_client, chatbot, knowledge, custom_llm):
+    custom_llm.api_key = "sk-rotated-by-the-provider"
+    response = ask(owner_client, chatbot)
+    events = sse(response)
+    error = next(data for kind, data in events if kind == "error")
+    assert response.status_code == 200
+    assert error["component"] == "LLM"
+    assert error["code"] == "auth"
+    assert "verify the API key" in error["hint"]
+    assert not [data for kind, data in events if kind == "token"]
+
+
+def test_it_names_a_failing_vector_store(chatbot, knowledge, custom_llm, customer_db):
+    component_save(chatbot, "vector_store", values={**customer_db, "port": 9}, secrets={"password": "x"})
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    assert result["error"]["component"] == "Vector Store"
+    assert "Your infrastructure" in result["error"]["message"]
+    assert result["answer"] == ""
+
+
+def test_it_refuses_an_empty_question(chatbot):
+    assert chat_answer(chatbot, "   ")["error"]["message"] == "Type a question first."
+
+
+def test_it_enforces_the_monthly_message_quota(chatbot, custom_llm):
+    plan = chatbot.account.plan
+    plan.max_messages_per_month = 1
+    plan.save()
+    chat_answer(chatbot, "First?")
+    assert "messages a month" in chat_answer(chatbot, "Second?")["error"]["message"]
+
+
+def test_it_answers_404_to_another_account(client, outsider, chatbot):
+    client.force_login(outsider)
+    assert ask(client, chatbot).status_code == 404
+
+
+def test_it_shows_live_data_locations(owner_client, chatbot, knowledge, custom_llm):
+    chat_answer(chatbot, "Which plans include BYOI?")
+    body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/data-locations/",
+                            HTTP_HX_REQUEST="true").content.decode()
+    assert f"Your infrastructure ({custom_llm.base_url})" in body
+    assert f'<span class="count">{knowledge.chunks_total}</span> chunks' in body
+    assert '<span class="count">2</span> messages' in body
+
+
+def test_it_lists_the_conversations_newest_first(chatbot, custom_llm):
+    first = chat_answer(chatbot, "One?")
+    second = chat_answer(chatbot, "Two?")
+    assert [c["id"] for c in conversation_list(chatbot)] == [second["conversation_id"], first["conversation_id"]]
+
+
+def test_it_ends_the_stream_with_the_storage_outcome(chatbot, custom_llm):
+    events = list(chat_events(chatbot, "Hello?"))
+    assert events[0]["event"] == "meta"
+    assert events[-1] == {"event": "done", "stored": "stored", "conversation_id": events[0]["conversation_id"]}
+
+
+@pytest.mark.slow
+def test_it_answers_with_the_real_local_llm(chatbot, knowledge, llama_server, settings):
+    from byoi.resolver import clear_cache
+
+    settings.DEFAULT_LLM_ENDPOINT = llama_server.base_url
+    settings.DEFAULT_LLM_MODEL = llama_server.model
+    clear_cache()
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    clear_cache()
+    assert result["error"] is None
+    assert result["answer"].strip()
+    assert result["sources"][0]["title"] == "BYOI guide"
