@@ -164,3 +164,31 @@ def test_it_answers_with_the_real_local_llm(chatbot, knowledge, llama_server, se
     assert result["error"] is None
     assert result["answer"].strip()
     assert result["sources"][0]["title"] == "BYOI guide"
+
+
+def test_it_shows_the_chat_documents_history_and_locations_on_the_chatbot_page(owner_client, chatbot, knowledge):
+    body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/").content.decode()
+    assert "Test your chatbot" in body
+    assert "BYOI guide" in body
+    assert f"/dashboard/chatbots/{chatbot.id}/history/" in body
+    assert f"/dashboard/chatbots/{chatbot.id}/data-locations/" in body
+
+
+def test_it_seeds_a_demo_chatbot_that_answers_straight_away(db, openai_server, settings):
+    from django.core.management import call_command
+
+    from byoi.resolver import clear_cache
+    from chatbots.demo import SAMPLE_QUESTION, SAMPLE_TITLE
+    from chatbots.models import Chatbot
+
+    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
+    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
+    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
+    clear_cache()
+    call_command("seed_demo")
+    chatbot = Chatbot.objects.get(account__name="Demo team")
+    result = chat_answer(chatbot, SAMPLE_QUESTION)
+    clear_cache()
+    assert chatbot.documents.get().status == "done"
+    assert result["sources"][0]["title"] == SAMPLE_TITLE
+    assert "Pro, Pro+, Business and Enterprise" in openai_server.calls("/chat/completions")[-1].body["messages"][0]["content"]
