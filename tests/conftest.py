@@ -10,6 +10,7 @@ from psycopg import sql
 
 from tests.openai_server import llama_server, openai_server  # noqa: F401
 from tests.peers import PEERS
+from tests.tls_peers import pgbouncer, stunnel_falkor, tls_customer_db, tls_falkor_settings, tls_material, trust_other_ca, trust_test_ca  # noqa: F401, E501
 from wizchat import embedded
 
 

@@ -138,6 +138,8 @@ def classify(exc: BaseException, settings: dict, connect_timeout: float | None =
             return BackendError("tls", f"The TLS handshake with {host}:{port} failed ({error.reason or 'SSL error'})"
                                        + ("" if not use_ssl else ": does the server speak TLS on this port? "
                                           "Turn SSL off for a plain server."))
+    if not settings.get("password") and (isinstance(exc, redis.AuthenticationError) or "noauth" in text):
+        return BackendError("auth", "The server requires a password. Enter it in the Password field.")
     if isinstance(exc, redis.ResponseError) and "without any password configured" in text:
         return BackendError("auth", "The server has no password set: leave the password empty.")
     if isinstance(exc, redis.ResponseError) and "unknown command" in text:

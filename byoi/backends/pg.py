@@ -136,7 +136,7 @@ def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
     if state == "28P01" or "password authentication failed" in low or "authentication failed" in low:
         return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
     if "no password supplied" in low or "password is required" in low:
-        return BackendError("auth", "The server asks for a password: enter the database password.")
+        return BackendError("auth", "The server asks for a password. Enter the database password.")
     if ("ssl required" in low or "no encryption" in low or "ssl off" in low
             or "server requires ssl" in low):
         return BackendError("tls", f"The server requires SSL but SSL Mode is {ssl_mode!r}: choose 'require' or "

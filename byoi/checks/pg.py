@@ -1,0 +1,260 @@
+"""Test Connection steps shared by the PostgreSQL kinds (vector store, conversations), and the address /
+TCP / TLS helpers the FalkorDB check reuses.
+
+address allowed → TCP → TLS (unless SSL Mode is disable) → authentication → version → permissions; each
+kind adds its own version detail and operation. The steps connect to the addresses the first step allowed."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import struct
+import time
+import uuid
+
+import psycopg
+from django.conf import settings as dj
+from psycopg import sql
+
+from byoi.backends import pg
+from byoi.backends.base import BackendError
+from byoi.checks import Context, Step
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's "let's talk TLS" message
+
+
+def probe_name() -> str:
+    """A name no chatbot's table or graph can have (those end in a UUID's hex after chunks_/messages_)."""
+    return f"wizchat_probe_{uuid.uuid4().hex[:12]}"
+
+
+def _guarded(settings: dict) -> bool:
+    return settings.get("egress_guard", True) is not False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+# --- generic network steps --------------------------------------------------------------------------------
+
+def address_step(default_port: int):
+    def address(ctx: Context) -> str:
+        host = str(ctx.settings.get("host") or "").strip()
+        if not host:
+            raise BackendError("config", "The host is empty.")
+        port = int(ctx.settings.get("port") or default_port)
+        if not _guarded(ctx.settings):
+            ctx.state["addresses"] = []
+            return f"{host} is a platform server."
+        from byoi import netguard
+
+        addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
+        ctx.state["addresses"] = addresses
+        allow_listed = any(netguard.why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
+        note = " (allowed by the operator's network allow-list)" if allow_listed else ""
+        shown = ", ".join(addresses[:3])
+        return f"{shown}{note}." if _is_ip(host) else f"{host} resolves to {shown}{note}."
+
+    return address
+
+
+def open_socket(ctx: Context, default_port: int) -> socket.socket:
+    """A TCP connection to the first allowed address that answers (BackendError otherwise)."""
+    from byoi import netguard
+
+    host = str(ctx.settings.get("host") or "")
+    port = int(ctx.settings.get("port") or default_port)
+    timeout = dj.BYOI_CONNECT_TIMEOUT
+    targets = ctx.state.get("addresses") or [host]
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    for address in targets:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            sock = socket.create_connection((address, port), timeout=remaining)
+            sock.settimeout(timeout)
+            return sock
+        except OSError as error:
+            last = error
+    if last is None or isinstance(last, TimeoutError):
+        raise BackendError("timeout", f"Connection to {host}:{port} did not complete within {timeout:g} seconds.")
+    raise netguard.classify(last, host=host, port=port, timeout=timeout) from None
+
+
+def tcp_step(default_port: int):
+    def tcp(ctx: Context) -> str:
+        open_socket(ctx, default_port).close()
+        return f"Port {int(ctx.settings.get('port') or default_port)} is open."
+
+    return tcp
+
+
+def ssl_context(verify: bool, check_hostname: bool) -> ssl.SSLContext:
+    """Verification against BYOI_CA_BUNDLE (or the system store), as the backends do."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    bundle = pg._ca_bundle()
+    if bundle:
+        context = ssl.create_default_context(cafile=bundle)
+    context.check_hostname = check_hostname
+    return context
+
+
+def tls_handshake(sock: socket.socket, host: str, *, verify: bool, check_hostname: bool) -> str:
+    """Complete a TLS handshake on `sock`; returns a detail line, or BackendError("tls")."""
+    context = ssl_context(verify, check_hostname)
+    try:
+        tls = context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as error:
+        reason = (error.verify_message or "not trusted").rstrip(".")
+        if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+            raise BackendError("tls", f"The server's certificate is not valid for {host!r} ({reason}): connect "
+                                      "with a name the certificate lists.") from None
+        raise BackendError("tls", f"The server's certificate was rejected: {reason}. Check that it is signed by "
+                                  "a CA WizChat trusts.") from None
+    except ssl.SSLError as error:
+        raise BackendError("tls", f"The TLS handshake failed ({error.reason or 'SSL error'}): the server may not "
+                                  "speak TLS on this port.") from None
+    except TimeoutError:
+        # TCP connected a moment ago: a server that stays silent through a handshake does not speak TLS here.
+        raise BackendError("tls", "The server did not answer the TLS handshake: it probably does not speak TLS on "
+                                  "this port. Turn SSL off for a plain server, or use the TLS port.") from None
+    except OSError:
+        raise BackendError("tls", "The server closed the connection during the TLS handshake.") from None
+    try:
+        version = tls.version() or "TLS"
+    finally:
+        tls.close()
+    if not verify:
+        return f"{version} (the certificate is not verified in this mode)."
+    if check_hostname:
+        return f"{version}; the certificate is trusted and valid for {host}."
+    return f"{version}; the certificate is signed by a trusted CA (host name not checked in this mode)."
+
+
+# --- PostgreSQL steps -------------------------------------------------------------------------------------
+
+def pg_tls(ctx: Context) -> str:
+    host = str(ctx.settings.get("host") or "")
+    mode = str(ctx.settings.get("ssl_mode") or "require")
+    sock = open_socket(ctx, 5432)
+    try:
+        sock.sendall(SSL_REQUEST)
+        answer = sock.recv(1)
+    except OSError as error:
+        sock.close()
+        raise BackendError("protocol", f"The server closed the connection instead of answering ({error}).") from None
+    if answer == b"N":
+        sock.close()
+        if mode in ("allow", "prefer"):
+            return "The server does not offer SSL: the connection will not be encrypted."
+        raise BackendError("tls", f"The server does not support SSL, but SSL Mode is {mode!r}: enable SSL on the "
+                                  "server or choose 'prefer'.")
+    if answer != b"S":
+        sock.close()
+        raise BackendError("protocol", "The server did not answer like PostgreSQL: check the host and port.")
+    return tls_handshake(sock, host, verify=mode in ("verify-ca", "verify-full"), check_hostname=mode == "verify-full")
+
+
+def pg_conn(ctx: Context) -> psycopg.Connection:
+    conn = ctx.state.get("conn")
+    if conn is None:
+        raise BackendError("unavailable", "Not connected.")
+    return conn
+
+
+def pg_auth(ctx: Context) -> str:
+    try:
+        conn = pg.connect(ctx.settings, connect_timeout=dj.BYOI_CONNECT_TIMEOUT,
+                          operation_timeout=dj.BYOI_OPERATION_TIMEOUT, addresses=ctx.state.get("addresses"))
+    except BackendError as error:
+        if error.code == "timeout":
+            # The TCP step passed a moment ago: the login itself hung. Poolers (PgBouncer) wait like this for a
+            # database they cannot open.
+            raise BackendError("timeout", f"The server accepted the connection but the login did not complete "
+                                          f"within {dj.BYOI_CONNECT_TIMEOUT:g} seconds. If a pooler such as "
+                                          f"PgBouncer is in front, check that the database "
+                                          f"{ctx.settings.get('database')!r} exists and the pooler can reach "
+                                          "it.") from None
+        raise
+    ctx.state["conn"] = conn
+    ctx.cleanups.append(conn.close)
+    encrypted = "SSL" if conn.pgconn.ssl_in_use else "no SSL"
+    return f"Logged in as {ctx.settings.get('username')} to database {ctx.settings.get('database')} ({encrypted})."
+
+
+def pg_server_version(ctx: Context) -> str:
+    try:
+        num = pg.require_server_version(pg_conn(ctx))
+    except psycopg.Error as error:
+        raise pg.classify(error, ctx.settings) from None
+    return f"PostgreSQL {num // 10000}.{num % 10000}"
+
+
+def pg_permissions(ctx: Context) -> str:
+    conn = pg_conn(ctx)
+    probe = probe_name()
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("CREATE TABLE {} (id integer)").format(sql.Identifier(probe)))
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        raise BackendError("permission", f"User {ctx.settings.get('username')!r} cannot create tables in this "
+                                         "database: grant it CREATE on the database's schema (e.g. GRANT CREATE ON "
+                                         "SCHEMA public TO the user).") from None
+    except psycopg.errors.InvalidSchemaName:
+        raise BackendError("permission", "The user has no schema to create tables in: set its search_path or "
+                                         "grant CREATE on a schema.") from None
+    except psycopg.Error as error:
+        raise pg.classify(error, ctx.settings) from None
+    return f"User {ctx.settings.get('username')} can create tables in schema {schema}."
+
+
+def drop_probe_table(ctx: Context, name: str):
+    """A cleanup that drops the probe table, on a fresh connection if the check's own one broke."""
+    def cleanup() -> None:
+        conn = ctx.state.get("conn")
+        statement = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
+        try:
+            if conn is None or conn.closed:
+                raise psycopg.OperationalError("closed")
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.execute(statement)
+        except psycopg.Error:
+            with pg.connect(ctx.settings, connect_timeout=dj.BYOI_CONNECT_TIMEOUT,
+                            operation_timeout=dj.BYOI_OPERATION_TIMEOUT) as fresh:
+                fresh.execute(statement)
+
+    return cleanup
+
+
+def pg_steps(settings: dict, version, operation) -> list[Step]:
+    steps = [Step("address", address_step(5432)), Step("tcp", tcp_step(5432))]
+    if str(settings.get("ssl_mode") or "require") != "disable":
+        steps.append(Step("tls", pg_tls))
+    steps += [Step("auth", pg_auth), Step("version", version), Step("permissions", pg_permissions),
+              Step("operation", operation)]
+    return steps
+
+
+def guarded(run):
+    """Wrap a step so that psycopg errors are classified with the settings in hand."""
+    def step(ctx: Context):
+        try:
+            return run(ctx)
+        except psycopg.Error as error:
+            raise pg.classify(error, ctx.settings) from None
+
+    return step
