@@ -184,3 +184,42 @@ def test_it_refuses_a_private_address_before_connecting(falkor_settings):
         backend.count(uuid.uuid4())
 
     assert caught.value.code == "blocked_address"
+
+
+def test_it_works_through_stunnel_with_ssl(tls_falkor_settings, trust_test_ca):
+    backend = FalkorGraph(tls_falkor_settings)
+    bot = uuid.uuid4()
+
+    backend.upsert(bot, "doc1", "doc1:0", [], [Relation("Alice", "Acme", "WORKS_AT")])
+
+    assert [f.target for f in backend.neighbourhood(bot, ["Alice"])] == ["Acme"]
+    backend.delete_graph(bot)
+    backend.close()
+
+
+def test_it_reports_tls_for_a_certificate_from_another_ca(tls_falkor_settings, trust_other_ca):
+    backend = FalkorGraph(tls_falkor_settings)
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"
+
+
+def test_it_reports_tls_for_a_host_name_the_certificate_does_not_list(tls_falkor_settings, trust_test_ca,
+                                                                     stunnel_falkor):
+    backend = FalkorGraph({**tls_falkor_settings, "host": stunnel_falkor.mismatch_host})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"
+
+
+def test_it_reports_tls_with_ssl_off_against_a_tls_port(tls_falkor_settings):
+    backend = FalkorGraph({**tls_falkor_settings, "ssl": False})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"

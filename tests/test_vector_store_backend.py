@@ -228,3 +228,50 @@ def test_it_refuses_a_private_address_before_connecting(customer_db):
 
     assert caught.value.code == "blocked_address"
 
+
+
+def test_it_works_through_pgbouncer_with_verify_full(tls_customer_db, trust_test_ca):
+    backend = PgVectorStore({**tls_customer_db, "ssl_mode": "verify-full"})
+    bot = uuid.uuid4()
+
+    backend.upsert(bot, [chunk("a", 0, unit(8, 0)), chunk("b", 0, unit(8, 4))])
+
+    assert backend.search(bot, unit(8, 4), k=1)[0].chunk_id == "b:0"
+    backend.close()
+
+
+def test_it_reports_tls_for_verify_full_against_an_untrusted_certificate(tls_customer_db, trust_other_ca):
+    backend = PgVectorStore({**tls_customer_db, "ssl_mode": "verify-full"})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"
+
+
+def test_it_reports_tls_for_a_host_name_the_certificate_does_not_list(tls_customer_db, trust_test_ca, pgbouncer):
+    backend = PgVectorStore({**tls_customer_db, "ssl_mode": "verify-full", "host": pgbouncer.mismatch_host})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"
+
+
+def test_it_verifies_against_the_system_store_when_no_ca_is_configured(tls_customer_db, settings):
+    settings.BYOI_CA_BUNDLE = ""
+    backend = PgVectorStore({**tls_customer_db, "ssl_mode": "verify-full"})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"
+
+
+def test_it_says_the_server_requires_ssl_when_ssl_mode_is_disable(tls_customer_db):
+    backend = PgVectorStore({**tls_customer_db, "ssl_mode": "disable"})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "tls"
