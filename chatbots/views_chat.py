@@ -1,4 +1,5 @@
 import json
+from datetime import datetime
 
 from django.contrib.auth.decorators import login_required
 from django.http import StreamingHttpResponse
@@ -47,13 +48,21 @@ def chat_ask(request, chatbot_id):
     return render(request, "chatbots/detail.html", context)
 
 
+def _parse_time(value):
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
 @login_required
 @require_GET
 def chat_history(request, chatbot_id):
     chatbot = chatbot_get_for_user(request.user, chatbot_id)
     context = {"chatbot": chatbot, "loaded": True}
     try:
-        context["conversations"] = conversations.conversation_list(chatbot)
+        context["conversations"] = [{**c, "started_at": _parse_time(c.get("started"))}
+                                    for c in conversations.conversation_list(chatbot)]
     except ComponentFailed as failure:
         context["history_error"] = failure
     conversation_id = request.GET.get("conversation")

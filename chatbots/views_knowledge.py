@@ -59,7 +59,10 @@ def document_row(request, chatbot_id, document_id):
     document = ingestion.document_get_for_user(request.user, chatbot_id, document_id)
     if not request.htmx:
         return redirect("chatbots:detail", chatbot_id=document.chatbot_id)
-    return render(request, "chatbots/partials/_document_row.html", {"chatbot": document.chatbot, "doc": document})
+    response = render(request, "chatbots/partials/_document_row.html", {"chatbot": document.chatbot, "doc": document})
+    if document.finished_state:
+        response["HX-Trigger"] = "wizchat:refresh"  # the data-locations counts changed
+    return response
 
 
 @login_required
