@@ -6,6 +6,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms.models import BaseInlineFormSet
 
+from wizchat.plans import plan_require_byoi
+
 from . import services
 from .models import AuditEvent, BYOIComponent, ConnectionTest
 from .resolver import location_summary
@@ -39,6 +41,19 @@ class ComponentAdminForm(forms.ModelForm):
 
 class _ComponentFormSet(BaseInlineFormSet):
     request = None
+
+    def clean(self):
+        # The chatbot admin's own "BYOI enabled" box is plan-gated here, where BYOI code sees the change.
+        super().clean()
+        chatbot = self.instance
+        if chatbot is None or not chatbot.pk or not chatbot.byoi_enabled:
+            return
+        was_enabled = type(chatbot).objects.filter(pk=chatbot.pk, byoi_enabled=True).exists()
+        if not was_enabled:
+            try:
+                plan_require_byoi(chatbot.account)
+            except PermissionDenied as error:
+                raise ValidationError(str(error)) from None
 
     def save_existing(self, form, obj, commit=True):
         # Route the only editable field through the service: plan gating and an audit event.

@@ -57,3 +57,14 @@ class SecretScrubFilter(logging.Filter):
             record.exc_text = None
         record.msg, record.args = scrubbed, None
         return True
+
+
+def install_scrub_filter(logger: logging.Logger | None = None, **kwargs) -> None:
+    """Put SecretScrubFilter on every handler of `logger` (default: root) that lacks it.
+
+    Celery's worker replaces the root logger's handlers with its own, dropping the filter Django's LOGGING
+    configured; byoi.tasks calls this from Celery's after_setup_logger signals."""
+    target = logger if logger is not None else logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, SecretScrubFilter) for f in handler.filters):
+            handler.addFilter(SecretScrubFilter())

@@ -257,3 +257,22 @@ def test_it_turns_an_unexpected_exception_in_a_step_into_a_plain_failure(chatbot
     test = run_now(services.connection_test_retest(component))
     failed = next(s for s in test.steps if s["status"] == "failed")
     assert failed["code"] in ("protocol", "unavailable") and "Traceback" not in failed["message"]
+
+
+def test_it_ignores_an_attempt_to_switch_off_the_egress_guard(chatbot):
+    component = services.component_save(chatbot, "vector_store", values={**PG, "egress_guard": False},
+                                        secrets={"password": "pw-123456"})
+    assert "egress_guard" not in component.settings_dict()
+
+
+def test_it_refuses_an_audit_detail_keyed_by_a_secret_field(chatbot):
+    from byoi.audit import audit_record
+
+    with pytest.raises(ValueError):
+        audit_record("byoi.component_saved", chatbot=chatbot, password="pw-123456")
+
+
+def test_it_records_a_finished_test_without_its_secret(llm_component):
+    run_now(services.connection_test_retest(llm_component))
+    events = AuditEvent.objects.filter(action__startswith="byoi.connection_test")
+    assert events.count() == 2 and llm_component.secrets["api_key"] not in str([e.detail for e in events])

@@ -113,3 +113,18 @@ def test_it_tests_a_real_customer_database_when_its_check_exists(chatbot, custom
                                         secrets={"password": customer_db["password"]})
     test = finished(services.connection_test_retest(component).id)
     assert (test.state, BYOIComponent.objects.get(pk=component.pk).status) == ("ok", "ok"), test.steps[0]["message"]
+
+
+def test_it_writes_no_secret_to_the_worker_log(chatbot, openai_server, peers):
+    component = services.component_save(chatbot, "llm", values={"endpoint": openai_server.base_url,
+                                                                "model": "gpt-4o-mini"},
+                                        secrets={"api_key": "sk-worker-log-secret-42"})
+    finished(services.connection_test_retest(component).id)
+    assert "sk-worker-log-secret-42" not in (peers.root / "celery.log").read_text()
+
+
+def test_it_scrubs_secrets_in_the_worker_log_handlers(celery_worker):
+    from wizchat.celery import app
+
+    # The worker replaced the root handlers; ask it (through a real task) whether each one scrubs.
+    assert app.send_task("byoi.logging_scrubbed").get(timeout=WAIT_SECONDS) is True

@@ -105,3 +105,21 @@ def _form_data(response) -> dict:
             if f.instance.enabled:
                 data[f"{fs.prefix}-{i}-enabled"] = "on"
     return data
+
+
+def test_it_refuses_switching_byoi_on_in_the_chatbot_admin_on_free(free_chatbot, admin_client):
+    url = reverse("admin:chatbots_chatbot_change", args=[free_chatbot.pk])
+    data = _form_data(admin_client.get(url))
+    data["byoi_enabled"] = "on"
+    admin_client.post(url, data)
+    free_chatbot.refresh_from_db()
+    assert free_chatbot.byoi_enabled is False
+
+
+def test_it_lets_the_chatbot_admin_switch_byoi_on_for_pro(chatbot, admin_client):
+    url = reverse("admin:chatbots_chatbot_change", args=[chatbot.pk])
+    data = _form_data(admin_client.get(url))
+    data["byoi_enabled"] = "on"
+    admin_client.post(url, data)
+    chatbot.refresh_from_db()
+    assert chatbot.byoi_enabled is True
