@@ -276,3 +276,20 @@ def test_it_records_a_finished_test_without_its_secret(llm_component):
     run_now(services.connection_test_retest(llm_component))
     events = AuditEvent.objects.filter(action__startswith="byoi.connection_test")
     assert events.count() == 2 and llm_component.secrets["api_key"] not in str([e.detail for e in events])
+
+
+def test_it_reports_an_exception_a_step_did_not_expect_as_a_plain_failure(customer_db):
+    from byoi.checks import check_run
+
+    # A port that bypassed validation makes the address step raise a bare ValueError.
+    results = check_run("vector_store", {**customer_db, "port": "abc"})
+    failed = next(r for r in results if r.status == "failed")
+    assert (failed.code, "Traceback" in failed.message, customer_db["password"] in failed.message) == (
+        "unavailable", False, False)
+
+
+def test_it_marks_the_steps_after_an_unexpected_failure_skipped(customer_db):
+    from byoi.checks import check_run
+
+    results = check_run("vector_store", {**customer_db, "port": "abc"})
+    assert {r.status for r in results[1:]} == {"skipped"}

@@ -130,3 +130,13 @@ def test_it_reads_the_default_graph_from_falkordb_url(settings):
 def test_it_uses_local_embeddings_when_no_default_endpoint_is_set(settings, chatbot):
     settings.DEFAULT_EMBEDDINGS_ENDPOINT = ""
     assert resolve(chatbot).describe()["embeddings"]["location"].startswith("in-process")
+
+
+def test_it_builds_one_instance_for_concurrent_first_uses(openai_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    resolver.clear_cache()
+    env = {"CUSTOM_LLM_ENDPOINT": openai_server.base_url, "CUSTOM_LLM_API_KEY": "k", "CUSTOM_LLM_MODEL": "m"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        instances = list(pool.map(lambda _: id(resolve_from_env(env).llm), range(32)))
+    assert len(set(instances)) == 1
