@@ -8,7 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -197,6 +197,14 @@ def component_save(chatbot, kind: str, *, values: dict, secrets: dict, enabled: 
                    actor=None) -> BYOIComponent:
     """Create or update the chatbot's component of `kind` (plan-gated; validated; audited without secrets)."""
     plan_require_byoi(chatbot.account)
+    try:
+        return _component_save(chatbot, kind, values=values, secrets=secrets, enabled=enabled, actor=actor)
+    except IntegrityError:
+        # Two first saves of the same kind raced; the loser now finds the winner's row and updates it.
+        return _component_save(chatbot, kind, values=values, secrets=secrets, enabled=enabled, actor=actor)
+
+
+def _component_save(chatbot, kind: str, *, values: dict, secrets: dict, enabled: bool, actor) -> BYOIComponent:
     with transaction.atomic():
         existing = (BYOIComponent.objects.select_for_update()
                     .select_related("chatbot__account").filter(chatbot=chatbot, kind=kind).first())
