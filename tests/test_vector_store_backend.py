@@ -275,3 +275,10 @@ def test_it_says_the_server_requires_ssl_when_ssl_mode_is_disable(tls_customer_d
         backend.count(uuid.uuid4())
 
     assert caught.value.code == "tls"
+
+
+def test_it_lists_the_documents_it_holds(store):
+    bot = uuid.uuid4()
+    store.upsert(bot, [chunk("b", 0, unit(8, 0)), chunk("a", 0, unit(8, 1)), chunk("a", 1, unit(8, 2))])
+
+    assert store.document_ids(bot) == ["a", "b"]

@@ -82,7 +82,9 @@ def pinned_addresses(settings: dict) -> list[str]:
 
 
 def connect_kwargs(settings: dict, *, connect_timeout: float, addresses: list[str]) -> dict:
-    host = str(settings.get("host") or "")
+    host = str(settings.get("host") or "").strip()
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 literal written URL-style
+        host = host[1:-1]
     ssl_mode = str(settings.get("ssl_mode") or "require")
     kwargs = {
         "host": host,
@@ -165,10 +167,13 @@ def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
         return BackendError("dns", f"The host name {host!r} does not resolve.")
     if state == "53300" or "too many" in low:
         return BackendError("unavailable", "The database has no free connection slots left.")
-    if "server closed the connection" in low or "invalid response to ssl negotiation" in low \
-            or "received invalid response" in low or "unexpected" in low:
-        return BackendError("protocol", f"{host}:{port} did not answer like a PostgreSQL server "
-                                        f"(or closed the connection): {_first_line(exc)}.")
+    if "invalid response to ssl negotiation" in low or "received invalid response" in low \
+            or "expected authentication request" in low:
+        return BackendError("protocol", f"{host}:{port} did not answer like a PostgreSQL server: check the host "
+                                        "and port.")
+    if "server closed the connection" in low or "connection reset" in low or "terminating connection" in low:
+        return BackendError("unavailable", f"{host}:{port} closed the connection unexpectedly (a restart or a "
+                                           "network failure): try again.")
     try:
         from byoi import netguard
 
