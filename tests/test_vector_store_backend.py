@@ -282,3 +282,34 @@ def test_it_lists_the_documents_it_holds(store):
     store.upsert(bot, [chunk("b", 0, unit(8, 0)), chunk("a", 0, unit(8, 1)), chunk("a", 1, unit(8, 2))])
 
     assert store.document_ids(bot) == ["a", "b"]
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts connections and never says a word."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_it_reports_a_server_that_never_answers_as_timeout(customer_db, silent_server):
+    backend = PgVectorStore({**customer_db, "port": silent_server}, connect_timeout=1)
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "timeout"
+
+
+def test_it_cancels_a_statement_that_outlasts_the_operation_timeout(customer_db):
+    from byoi.backends import pg
+
+    with pytest.raises(BackendError) as caught, pg.transaction(customer_db, connect_timeout=2, operation_timeout=0.5,
+                                                               name="test") as conn:
+        conn.execute("SELECT pg_sleep(3)")
+
+    assert caught.value.code == "timeout"
