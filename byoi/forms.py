@@ -10,14 +10,14 @@ from functools import cache
 from django import forms
 from django.urls import reverse
 
-from wizchat.plans import byoi_plan_names
-
 from . import services
 from .registry import KINDS, Field, Kind
+from .sections import byoi_plans_text
 
 
 def _form_field(spec: Field) -> forms.Field:
-    common = {"label": spec.label, "help_text": spec.help, "required": spec.required}
+    common = {"label": spec.label, "help_text": spec.help, "required": spec.required,
+              "error_messages": {"required": f"{spec.label} is required."}}
     if spec.secret:
         widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
         return forms.CharField(widget=widget, strip=False, max_length=4096, **common)
@@ -52,7 +52,8 @@ class ComponentForm(forms.Form):
             if field.required:
                 field.widget.attrs.setdefault("aria-required", "true")
             if field.help_text:
-                field.widget.attrs.setdefault("aria-describedby", f"{self[name].auto_id}_help")
+                # Not self[name]: a BoundField made now would freeze the help text before it is adjusted.
+                field.widget.attrs.setdefault("aria-describedby", f"{self.auto_id % self.add_prefix(name)}_help")
 
     def split(self) -> tuple[dict, dict]:
         """(values, secrets) from cleaned_data, in the registry's field names. Blank secrets are left out."""
@@ -96,6 +97,11 @@ class ComponentSection:
             self.on = bool(existing is not None and existing.enabled)
         if data is not None and self.on and bind:
             self.form = component_form(self.kind, data, existing=existing)
+            # This form is only rendered again after an error; typed secrets are never sent back.
+            for name in spec.secret_fields:
+                if data.get(f"{self.kind}-{name}"):
+                    field = self.form.fields[name]
+                    field.help_text = f"Type the {field.label.lower()} again: it is never sent back to the browser."
         elif data is not None:
             # A re-render (a switch flipped): keep what was typed, but show no errors yet.
             typed = {n: data.get(f"{self.kind}-{n}") for n in spec.plain_fields if f"{self.kind}-{n}" in data}
@@ -146,8 +152,8 @@ class ByoiPanel:
             s.test_url = reverse("byoi:chatbot_test_start" if bot else "byoi:test_start", args=[*bot, s.kind])
 
     @property
-    def plan_names(self) -> list[str]:
-        return byoi_plan_names()
+    def plan_names(self) -> str:
+        return byoi_plans_text()
 
     def __iter__(self):
         return iter(self.sections)

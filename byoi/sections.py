@@ -14,6 +14,12 @@ from .registry import KINDS, Kind
 LOCATION_FIELDS = ("endpoint", "host", "port", "database", "model", "dimensions")
 
 
+def byoi_plans_text() -> str:
+    """"Pro, Pro+, Business, and Enterprise", as the spec words it."""
+    names = byoi_plan_names()
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])}, and {names[-1]}"
+
+
 @dataclass
 class ComponentStatus:
     kind: str
@@ -60,8 +66,9 @@ def status_context(request, chatbot) -> dict:
     plan = chatbot.account.plan
     return {
         "byoi_rows": rows,
+        "byoi_custom_count": sum(row.custom for row in rows),
         "byoi_allowed": plan.byoi_allowed,
-        "byoi_plan_names": byoi_plan_names(),
+        "byoi_plans": byoi_plans_text(),
         "byoi_settings_url": reverse("byoi:settings", args=[chatbot.id]),
         # BYOI was switched on under a plan that included it; the chatbot now stops rather than fall back.
         "byoi_suspended": chatbot.byoi_enabled and not plan.byoi_allowed,

@@ -80,8 +80,7 @@ def test_start(request, kind, chatbot_id=None):
     existing = chatbot.components.filter(kind=kind).first() if chatbot is not None else None
     form = component_form(kind, request.POST, existing=existing)
     if not form.is_valid():
-        return _refused(request, kind, [f"{form[name].label}: {' '.join(errs)}" if name in form.fields
-                                        else " ".join(errs) for name, errs in form.errors.items()])
+        return _refused(request, kind, [_labelled(kind, name, " ".join(errs)) for name, errs in form.errors.items()])
     values, secrets = form.split()
     try:
         test = services.connection_test_start(account, kind, values, secrets, chatbot=chatbot, component=existing,

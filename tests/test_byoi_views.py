@@ -90,7 +90,7 @@ def test_it_shows_the_same_test_on_a_second_click(owner_client):
 
 def test_it_says_what_to_fix_instead_of_starting_a_test_with_a_missing_field(owner_client):
     body = owner_client.post("/byoi/test/llm/", llm_post(model=""), **HX).content.decode()
-    assert "Model Name: This field is required." in body
+    assert "Model Name is required." in body
     assert not ConnectionTest.objects.exists()
 
 
@@ -268,7 +268,7 @@ def test_it_tells_a_free_account_which_plans_include_byoi(client, free_user):
 
     bot = chatbot_create(free_user.membership.account, name="Free bot")
     client.force_login(free_user)
-    assert "available on Pro, Pro+, Business, Enterprise" in detail(client, bot)
+    assert "available on the Pro, Pro+, Business, and Enterprise plans" in detail(client, bot)
 
 
 def test_it_keeps_polling_a_running_re_test_on_the_chatbot_page(owner_client, owner, byoi_bot):

@@ -188,7 +188,7 @@ def test_it_ignores_component_fields_when_byoi_is_off(owner_client):
 def test_it_creates_nothing_when_a_component_field_is_missing(owner_client):
     response = owner_client.post(NEW, create_data(**llm_fields(model="")))
     assert response.status_code == 200
-    assert "This field is required." in response.content.decode()
+    assert "Model Name is required." in response.content.decode()
     assert not Chatbot.objects.exists()
     assert not BYOIComponent.objects.exists()
 
@@ -207,6 +207,11 @@ def test_it_keeps_everything_typed_except_secrets_after_an_error(owner_client):
     assert 'value="db.example.com"' in body
     assert 'value="wizchat"' in body
     assert SECRET not in body
+
+
+def test_it_asks_to_type_a_secret_again_after_an_error(owner_client):
+    body = owner_client.post(NEW, create_data(name="", **llm_fields())).content.decode()
+    assert "Type the api key again: it is never sent back to the browser." in body
 
 
 def test_it_shows_the_services_validation_message_next_to_the_field(owner_client):
@@ -237,7 +242,7 @@ def test_it_shows_the_panel_locked_with_the_plans_that_include_byoi(client, free
     client.force_login(free_user)
     body = client.get(NEW).content.decode()
     assert "BYOI (Bring Your Own Infrastructure)" in body
-    assert "It is available on Pro, Pro+, Business, Enterprise." in body
+    assert "BYOI is available on the Pro, Pro+, Business, and Enterprise plans." in body
     assert 'name="byoi-enabled"' not in body
 
 

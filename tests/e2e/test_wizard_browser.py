@@ -1,0 +1,186 @@
+"""The spec's "Setting Up BYOI" in a real browser: a live server, a real Celery worker and real peers.
+
+Screenshots of each state go to test-artifacts/screenshots/ (git-ignored)."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from chatbots.models import Chatbot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+WRONG = "wrong-password-123"
+
+
+def open_create_page(page, live_server):
+    page.get_by_role("link", name="Dashboard > Chatbots").click()
+    page.get_by_role("link", name="Create New Chatbot").click()
+    expect(page.get_by_role("heading", name="Create New Chatbot")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx is deferred: it binds the switches on DOMContentLoaded
+
+
+def enable_byoi(page):
+    page.get_by_role("switch", name="Enable BYOI").check()
+    expect(page.get_by_role("switch", name=re.compile("^LLM"))).to_be_visible()
+
+
+def switch_on(page, kind, label):
+    page.get_by_role("switch", name=re.compile(f"^{label}")).check()
+    fields = page.locator(f"#byoi-{kind}-fields")
+    expect(fields).to_be_visible()
+    return page.locator(f"#byoi-{kind}")
+
+
+def fill_pg(section, db, password=None):
+    section.get_by_label("Host").fill(db["host"])
+    section.get_by_label("Port").fill(str(db["port"]))
+    section.get_by_label("Database").fill(db["database"])
+    section.get_by_label("Username").fill(db["username"])
+    section.get_by_label("Password").fill(password or db["password"])
+    section.get_by_label("SSL Mode").select_option(db["ssl_mode"])
+
+
+def run_test_connection(section, kind, expected):
+    section.get_by_role("button", name="Test Connection").click()
+    result = section.locator(f"#byoi-{kind}-test")
+    expect(result).to_contain_text(expected, timeout=60_000)
+    return result
+
+
+def test_it_sets_up_byoi_in_the_browser_and_shows_green_checkmarks(
+        page, live_server, log_in, make_user, celery_worker, openai_server, customer_db, screenshot):
+    user = make_user("browser@example.com", team_name="Browser Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    page.get_by_label("Name", exact=True).fill("Support bot")
+    page.get_by_label("Instructions").fill("Answer briefly.")
+    screenshot(page, "01-create-page")
+
+    enable_byoi(page)
+    screenshot(page, "02-byoi-enabled")
+
+    llm = switch_on(page, "llm", "LLM")
+    llm.get_by_label("API Endpoint").fill(openai_server.base_url)
+    llm.get_by_label("API Key").fill(openai_server.api_key)
+    llm.get_by_label("Model Name").fill("gpt-4o-mini")
+    run_test_connection(llm, "llm", "Connection OK")
+    screenshot(page, "03-llm-test-green")
+
+    vectors = switch_on(page, "vector_store", "Vector Store")
+    fill_pg(vectors, customer_db, password=WRONG)
+    failed = run_test_connection(vectors, "vector_store", "Connection failed")
+    expect(failed).to_contain_text("Authentication Failed: verify the API key or password")
+    expect(failed.locator(".step-failed")).to_contain_text("Authentication")
+    screenshot(page, "04-vector-store-wrong-password")
+
+    vectors.get_by_label("Password").fill(customer_db["password"])
+    run_test_connection(vectors, "vector_store", "Connection OK")
+
+    conversations = switch_on(page, "conversations", "Conversations")
+    fill_pg(conversations, customer_db)
+    run_test_connection(conversations, "conversations", "Connection OK")
+    # The LLM's fields survived the other switches being flipped.
+    expect(llm.get_by_label("API Endpoint")).to_have_value(openai_server.base_url)
+    screenshot(page, "05-all-tested")
+
+    page.get_by_role("button", name="Create Chatbot").click()
+    expect(page.get_by_role("heading", name="Support bot")).to_be_visible()
+    for kind in ["llm", "vector_store", "conversations"]:
+        expect(page.locator(f"#byoi-row-{kind} .badge")).to_have_text("✓ Connected")
+    for kind in ["embeddings", "graph"]:
+        expect(page.locator(f"#byoi-row-{kind} .badge")).to_have_text("WizChat default")
+    body = page.content()
+    assert customer_db["password"] not in body
+    assert openai_server.api_key not in body
+    screenshot(page, "06-chatbot-page-checkmarks")
+
+    page.locator("#byoi-row-llm").get_by_role("button", name="Re-test").click()
+    expect(page.locator("#byoi-llm-test")).to_contain_text("Connection OK", timeout=60_000)
+    screenshot(page.locator("#byoi-status"), "07-chatbot-page-retest")
+    assert Chatbot.objects.get(name="Support bot").components.filter(status="ok").count() == 3
+
+
+def test_it_shows_the_untested_warning_and_a_red_cross_after_a_failed_re_test(
+        page, live_server, log_in, make_user, celery_worker, customer_db, screenshot):
+    user = make_user("untested@example.com", team_name="Untested Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    page.get_by_label("Name", exact=True).fill("Untested bot")
+    enable_byoi(page)
+    vectors = switch_on(page, "vector_store", "Vector Store")
+    fill_pg(vectors, customer_db, password=WRONG)
+    page.get_by_role("button", name="Create Chatbot").click()
+    expect(page.get_by_text("Saved untested: Vector Store")).to_be_visible()
+    expect(page.locator("#byoi-row-vector_store .badge")).to_have_text("Untested")
+    page.locator("#byoi-row-vector_store").get_by_role("button", name="Re-test").click()
+    expect(page.locator("#byoi-vector_store-test")).to_contain_text("Authentication Failed", timeout=60_000)
+    expect(page.locator("#byoi-row-vector_store .badge").first).to_have_text("✗ Failed")
+    screenshot(page.locator("#byoi-status"), "08-chatbot-page-failed-retest")
+
+
+def test_it_shows_errors_next_to_fields_and_never_the_password(page, live_server, log_in, make_user, screenshot):
+    user = make_user("errors@example.com", team_name="Errors Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    enable_byoi(page)
+    vectors = switch_on(page, "vector_store", "Vector Store")
+    vectors.get_by_label("Host").fill("db.example.com")
+    vectors.get_by_label("Password").fill("typed-secret-value")
+    page.get_by_role("button", name="Create Chatbot").click()
+    expect(page.get_by_text("Give your chatbot a name.")).to_be_visible()
+    vectors = page.locator("#byoi-vector_store")
+    expect(vectors.get_by_label("Host")).to_have_value("db.example.com")
+    expect(vectors.get_by_label("Password")).to_have_value("")
+    assert "typed-secret-value" not in page.content()
+    screenshot(page, "09-create-errors")
+
+
+def test_it_operates_the_switches_with_the_keyboard(page, live_server, log_in, make_user):
+    user = make_user("keys@example.com", team_name="Keys Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    enable = page.get_by_role("switch", name="Enable BYOI")
+    enable.focus()
+    expect(enable).to_be_focused()
+    page.keyboard.press("Space")
+    llm_switch = page.get_by_role("switch", name=re.compile("^LLM"))
+    expect(llm_switch).to_be_visible()
+    llm_switch.focus()
+    page.keyboard.press("Space")
+    expect(page.locator("#byoi-llm-fields").get_by_label("API Endpoint")).to_be_visible()
+    expect(page.get_by_role("switch", name=re.compile("^LLM"))).to_be_checked()
+
+
+def test_it_shows_the_panel_locked_for_a_free_account(page, live_server, log_in, make_user, screenshot):
+    user = make_user("free-browser@example.com", plan="free", team_name="Free Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    panel = page.locator("#byoi-panel")
+    expect(panel).to_contain_text("BYOI is available on the Pro, Pro+, Business, and Enterprise plans.")
+    expect(page.get_by_role("switch", name="Enable BYOI")).to_have_count(0)
+    screenshot(page, "10-free-plan-locked")
+
+
+def test_it_is_readable_on_a_phone(phone_page, live_server, log_in, make_user, celery_worker, customer_db,
+                                   screenshot):
+    page = phone_page
+    user = make_user("phone@example.com", team_name="Phone Co")
+    log_in(page, user)
+    page.goto(f"{live_server.url}/dashboard/chatbots/new/")
+    enable_byoi(page)
+    vectors = switch_on(page, "vector_store", "Vector Store")
+    fill_pg(vectors, customer_db)
+    run_test_connection(vectors, "vector_store", "Connection OK")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    screenshot(page, "11-phone-create")
+    screenshot(vectors, "11b-phone-vector-store-tested")
+    assert overflow <= 0
+    page.get_by_label("Name", exact=True).fill("Phone bot")
+    page.get_by_role("button", name="Create Chatbot").click()
+    expect(page.get_by_role("heading", name="Phone bot")).to_be_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    screenshot(page, "12-phone-chatbot-page")
+    screenshot(page.locator("#byoi-status"), "12b-phone-chatbot-page-status")
+    assert overflow <= 0
