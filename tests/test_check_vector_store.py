@@ -173,3 +173,9 @@ def test_it_reports_extension_missing_when_pgvector_is_absent_and_not_creatable(
     results = check_run("vector_store", make_database(owner_is_role=True, vector=False))
 
     assert (failure(results).name, failure(results).code) == ("version", "extension_missing")
+
+
+def test_it_reports_a_server_that_is_not_postgresql_as_protocol(customer_db):
+    results = check_run("vector_store", {**customer_db, "port": PEERS.falkor.port, "ssl_mode": "require"})
+
+    assert (failure(results).name, failure(results).code) == ("tls", "protocol")

@@ -313,3 +313,40 @@ def test_it_cancels_a_statement_that_outlasts_the_operation_timeout(customer_db)
         conn.execute("SELECT pg_sleep(3)")
 
     assert caught.value.code == "timeout"
+
+
+@pytest.fixture
+def http_like_server():
+    """A TCP server that answers every connection like a web server would, then hangs up."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            with client:
+                client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    worker.join(2)
+    listener.close()
+
+
+def test_it_reports_a_server_that_is_not_postgresql_as_protocol(customer_db, http_like_server):
+    backend = PgVectorStore({**customer_db, "port": http_like_server})
+
+    with pytest.raises(BackendError) as caught:
+        backend.count(uuid.uuid4())
+
+    assert caught.value.code == "protocol"

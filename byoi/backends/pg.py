@@ -137,8 +137,14 @@ def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
                                       "field (names are case-sensitive).")
     if state == "28P01" or "password authentication failed" in low or "authentication failed" in low:
         return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
+    if "role" in low and "does not exist" in low:
+        return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
     if "no password supplied" in low or "password is required" in low:
         return BackendError("auth", "The server asks for a password. Enter the database password.")
+    if "invalid response to ssl negotiation" in low or "received invalid response" in low \
+            or "expected authentication request" in low:
+        return BackendError("protocol", f"{host}:{port} did not answer like a PostgreSQL server: check the host "
+                                        "and port.")
     if ("ssl required" in low or "no encryption" in low or "ssl off" in low
             or "server requires ssl" in low):
         return BackendError("tls", f"The server requires SSL but SSL Mode is {ssl_mode!r}: choose 'require' or "
@@ -157,8 +163,8 @@ def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
             return BackendError("tls", "The server's certificate is not signed by a trusted CA "
                                        f"(SSL Mode {ssl_mode!r}): check the server certificate or choose 'require'.")
         return BackendError("tls", f"The SSL handshake with {host}:{port} failed: {_first_line(exc)}.")
-    if state == "28000" or ("role" in low and "does not exist" in low) or "pg_hba.conf" in low:
-        return BackendError("auth", f"The server rejected user {user!r}: {_first_line(exc)}.")
+    if state == "28000" or "pg_hba.conf" in low:
+        return BackendError("auth", f"The server rejected user {user!r} from this address: {_first_line(exc)}.")
     if "connection refused" in low:
         return BackendError("refused", f"Connection refused by {host}:{port}.")
     if "timeout expired" in low or "timed out" in low:
@@ -167,10 +173,6 @@ def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
         return BackendError("dns", f"The host name {host!r} does not resolve.")
     if state == "53300" or "too many" in low:
         return BackendError("unavailable", "The database has no free connection slots left.")
-    if "invalid response to ssl negotiation" in low or "received invalid response" in low \
-            or "expected authentication request" in low:
-        return BackendError("protocol", f"{host}:{port} did not answer like a PostgreSQL server: check the host "
-                                        "and port.")
     if "server closed the connection" in low or "connection reset" in low or "terminating connection" in low:
         return BackendError("unavailable", f"{host}:{port} closed the connection unexpectedly (a restart or a "
                                            "network failure): try again.")

@@ -152,9 +152,14 @@ def pg_tls(ctx: Context) -> str:
     try:
         sock.sendall(SSL_REQUEST)
         answer = sock.recv(1)
-    except OSError as error:
+    except TimeoutError:
         sock.close()
-        raise BackendError("protocol", f"The server closed the connection instead of answering ({error}).") from None
+        raise BackendError("protocol", "The server did not answer PostgreSQL's SSL request: check that this host "
+                                       "and port are a PostgreSQL server.") from None
+    except OSError:
+        sock.close()
+        raise BackendError("protocol", "The server closed the connection instead of answering PostgreSQL's SSL "
+                                       "request: check the host and port.") from None
     if answer == b"N":
         sock.close()
         if mode in ("allow", "prefer"):
