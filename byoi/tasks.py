@@ -21,10 +21,14 @@ def _scrub_worker_logs(logger=None, **kwargs):
              soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 30)
 def connection_test_task(test_id: str) -> dict:
     """Run Test Connection for the ConnectionTest row `test_id`; the settings are read from the row."""
+    from byoi.models import ConnectionTest
     from byoi.services import connection_test_run
 
     close_old_connections()
-    test = connection_test_run(test_id)
+    try:
+        test = connection_test_run(test_id)
+    except ConnectionTest.DoesNotExist:  # purged or deleted with its chatbot before a worker got to it
+        return {"id": str(test_id), "state": "gone", "error_code": ""}
     return {"id": str(test.id), "state": test.state, "error_code": test.error_code}
 
 

@@ -128,3 +128,10 @@ def test_it_scrubs_secrets_in_the_worker_log_handlers(celery_worker):
 
     # The worker replaced the root handlers; ask it (through a real task) whether each one scrubs.
     assert app.send_task("byoi.logging_scrubbed").get(timeout=WAIT_SECONDS) is True
+
+
+def test_it_ends_quietly_when_the_test_row_is_gone(celery_worker):
+    from wizchat.celery import app
+
+    result = app.send_task("byoi.connection_test", args=["00000000-0000-0000-0000-000000000000"])
+    assert result.get(timeout=WAIT_SECONDS)["state"] == "gone"
