@@ -53,11 +53,6 @@ def question_clean(question: str) -> str:
     return question
 
 
-def _titles(chatbot: Chatbot, document_ids: set[str]) -> dict[str, str]:
-    ids = [d for d in document_ids if _is_uuid(d)]
-    return {str(k): v for k, v in chatbot.documents.filter(pk__in=ids).values_list("id", "title")}
-
-
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
@@ -66,13 +61,16 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def retrieve(chatbot: Chatbot, stack, question: str) -> tuple[list, list]:
-    """(hits, facts) for the question: nearest chunks and graph facts about the entities involved."""
-    has_chunks, has_graph = False, False
-    for embedded, graphed in chatbot.documents.values_list("chunks_embedded", "chunks_graphed"):
+def retrieve(chatbot: Chatbot, stack, question: str) -> tuple[list, list, dict]:
+    """(hits, facts, titles) for the question: nearest chunks, graph facts about the entities involved, and
+    the documents' current titles."""
+    has_chunks, has_graph, titles = False, False, {}
+    for doc_id, title, embedded, graphed in chatbot.documents.values_list("id", "title", "chunks_embedded",
+                                                                          "chunks_graphed"):
         has_chunks, has_graph = has_chunks or embedded > 0, has_graph or graphed > 0
+        titles[str(doc_id)] = title
     if not has_chunks:
-        return [], []
+        return [], [], titles
     with component(stack, "embeddings") as embedder:
         vector = embedder.embed([question])[0]
     with component(stack, "vector_store") as store:
@@ -87,7 +85,7 @@ def retrieve(chatbot: Chatbot, stack, question: str) -> tuple[list, list]:
         if names:
             with component(stack, "graph") as graph:
                 facts = graph.neighbourhood(chatbot.id, names[:20], limit=MAX_FACTS)
-    return hits, facts
+    return hits, facts, titles
 
 
 def prompt_build(chatbot: Chatbot, question: str, hits: list, facts: list, history: list | None = None,
@@ -133,8 +131,7 @@ def sources_of(hits: list, titles: dict) -> list[dict]:
 
 def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = None, stack=None) -> Prepared:
     stack = stack or resolve_stack(chatbot)
-    hits, facts = retrieve(chatbot, stack, question)
-    titles = _titles(chatbot, {h.document_id for h in hits})
+    hits, facts, titles = retrieve(chatbot, stack, question)
     history = []
     if conversation_id:
         from conversations.services import conversation_history
@@ -190,13 +187,13 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         failed = error
         yield _error_event(error)
     finally:
-        stored = conversation_append(chatbot, message_new(conversation_id, "user", question), stack)
+        messages = [message_new(conversation_id, "user", question)]
         if answer:
             meta = {"sources": [{k: s[k] for k in ("n", "title", "snippet", "document_id")} for s in sources]}
             if failed:
                 meta["error"] = failed.code
-            stored = conversation_append(chatbot, message_new(conversation_id, "assistant", "".join(answer), meta),
-                                         stack)
+            messages.append(message_new(conversation_id, "assistant", "".join(answer), meta))
+        stored = conversation_append(chatbot, *messages, stack=stack)
     yield {"event": "done", "stored": stored, "conversation_id": conversation_id}
 
 

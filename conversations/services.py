@@ -34,21 +34,27 @@ def _append(stack, chatbot, message: Message) -> bool:
         return store.append(chatbot.id, message)
 
 
-def conversation_append(chatbot, message: Message, stack=None) -> str:
-    """Store a message: "stored", "duplicate" (already stored) or "queued" (in the outbox because the
-    conversations database failed; a Celery retry delivers it)."""
+def conversation_append(chatbot, *messages: Message, stack=None) -> str:
+    """Store messages in order: "stored", "duplicate" (the last was already stored) or "queued" (in the
+    outbox because the conversations database failed; a Celery retry delivers it)."""
     stack = stack or resolve_stack(chatbot)
-    if Outbox.objects.filter(chatbot=chatbot).exists():
+    queued = Outbox.objects.filter(chatbot=chatbot).exists()
+    if queued:
         outbox_flush(chatbot, stack)  # keep the order: older undelivered messages first
-    if Outbox.objects.filter(chatbot=chatbot).exists():
-        outbox_put(chatbot, message, None)
-        return "queued"
-    try:
-        return "stored" if _append(stack, chatbot, message) else "duplicate"
-    except ComponentFailed as failure:
-        log.warning("Conversations store of chatbot %s failed (%s); message queued", chatbot.id, failure.code)
-        outbox_put(chatbot, message, failure)
-        return "queued"
+        queued = Outbox.objects.filter(chatbot=chatbot).exists()
+    outcome = "stored"
+    for message in messages:
+        if queued:
+            outbox_put(chatbot, message, None)
+            outcome = "queued"
+            continue
+        try:
+            outcome = "stored" if _append(stack, chatbot, message) else "duplicate"
+        except ComponentFailed as failure:
+            log.warning("Conversations store of chatbot %s failed (%s); message queued", chatbot.id, failure.code)
+            outbox_put(chatbot, message, failure)
+            queued, outcome = True, "queued"
+    return outcome
 
 
 def outbox_put(chatbot, message: Message, failure: ComponentFailed | None) -> Outbox:
@@ -112,9 +118,14 @@ def _month() -> date:
 
 
 def message_quota_use(account) -> None:
-    """Count one question against the plan's monthly quota; PlanLimitReached when it is used up."""
+    """Count one question against the plan's monthly quota; PlanLimitReached when it is used up.
+    One conditional UPDATE in the common case, so concurrent questions cannot overshoot the limit."""
+    limit, month = account.plan.max_messages_per_month, _month()
+    if MessageUsage.objects.filter(account=account, month=month, messages__lt=limit).update(
+            messages=F("messages") + 1):
+        return
     with transaction.atomic():
-        usage, _ = MessageUsage.objects.select_for_update().get_or_create(account=account, month=_month())
+        usage, _ = MessageUsage.objects.select_for_update().get_or_create(account=account, month=month)
         plan_check_message_limit(account, usage.messages)
         usage.messages += 1
         usage.save(update_fields=["messages"])
