@@ -109,6 +109,8 @@ class ConnectionTest(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        # The per-minute rate limit, the duplicate check and the TTL purge all filter on these.
+        indexes = [models.Index(fields=["account", "created"], name="byoi_conntest_account_created")]
 
     def __repr__(self) -> str:
         return f"<ConnectionTest {self.id} {self.kind} {self.state}>"
