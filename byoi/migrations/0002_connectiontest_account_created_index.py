@@ -7,8 +7,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('byoi', '0001_initial'),
-        ('chatbots', '0002_document_ingestion'),
-        ('wizchat', '0002_seed_plans'),
     ]
 
     operations = [
