@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import ipaddress
 import socket
@@ -145,6 +147,53 @@ def connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
         raise classify(error, host=host, port=port, timeout=timeout) from None
 
 
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("netguard_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Bound every socket read and write of HTTP requests made inside the block to `seconds` in total.
+
+    httpx's read timeout restarts with every packet, so a server that trickles its answer a byte at a time
+    could hold a request forever; inside this block it cannot."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    end = _deadline.get()
+    if end is None:
+        return timeout
+    remaining = end - time.monotonic()
+    if remaining <= 0:
+        raise error("the operation's deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname,
+                                                      _bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
 class _PinnedBackend(httpcore.NetworkBackend):
     """httpcore network backend that connects only to addresses resolve_allowed() accepted.
 
@@ -165,7 +214,8 @@ class _PinnedBackend(httpcore.NetworkBackend):
             if remaining <= 0:
                 break
             try:
-                return self._backend.connect_tcp(address, port, remaining, local_address, socket_options)
+                stream = self._backend.connect_tcp(address, port, remaining, local_address, socket_options)
+                return _DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 last = error
         raise last or httpcore.ConnectTimeout("connect timed out")

@@ -5,8 +5,8 @@ on 127.0.0.1, requires a Bearer key, serves /v1/models, /v1/chat/completions (wi
 /v1/embeddings, and records every request so tests can prove a call arrived (data residency).
 
 Modes make it misbehave like real endpoints do: "html" (a web page instead of the API), "no_choices"
-(JSON without `choices`/`data`), "hang" (accepts, reads the request, never answers), "redirect" (302 to
-another URL), "error500".
+(JSON without `choices`/`data`), "hang" (accepts, reads the request, never answers), "drip" (answers one
+byte at a time, forever), "redirect" (302 to another URL), "error500".
 
 Fixtures: `openai_server` (a fresh server per test) and `llama_server` (the real llama.cpp server with
 SmolLM2-135M, one per session)."""
@@ -159,6 +159,20 @@ class _Handler(BaseHTTPRequestHandler):
         state.requests.append(Recorded(method, self.path, dict(self.headers.items()), body))
         if state.mode == "hang":
             state._stop.wait(120)
+            self.close_connection = True
+            return
+        if state.mode == "drip":  # answers, but one byte every 0.3 s: each read succeeds, the whole never ends
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            give_up = time.monotonic() + 10  # a regression then fails the test instead of hanging it
+            while not state._stop.wait(0.3) and time.monotonic() < give_up:
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    break
             self.close_connection = True
             return
         if state.mode == "redirect":

@@ -1,6 +1,7 @@
 """Embeddings backends: the OpenAI-compatible API (real test server) and the in-process MiniLM."""
 
 import math
+import time
 
 import pytest
 
@@ -77,6 +78,15 @@ def test_it_reports_an_html_page_as_protocol(openai_server):
 def test_it_reports_json_without_vectors_as_protocol(openai_server):
     openai_server.mode = "no_choices"
     assert failure(remote(openai_server.embeddings_settings())).code == "protocol"
+
+
+def test_it_times_out_within_the_operation_timeout_when_the_answer_trickles_in(openai_server):
+    openai_server.mode = "drip"
+    backend = remote(openai_server.embeddings_settings(), operation_timeout=1)
+    started = time.monotonic()
+    error = failure(backend)
+    assert time.monotonic() - started < 1 + 1.0
+    assert error.code == "timeout"
 
 
 def test_it_rejects_a_non_numeric_dimensions_setting(openai_server):

@@ -104,6 +104,15 @@ def test_it_times_out_within_the_operation_timeout_when_the_server_never_answers
     assert error.code == "timeout"
 
 
+def test_it_times_out_within_the_operation_timeout_when_the_answer_trickles_in(openai_server):
+    openai_server.mode = "drip"
+    backend = llm(openai_server.llm_settings(), operation_timeout=1)
+    started = time.monotonic()
+    error = failure(backend)
+    assert time.monotonic() - started < 1 + 1.0
+    assert error.code == "timeout"
+
+
 def test_it_times_out_when_a_listening_socket_never_accepts():
     with socket.create_server(("127.0.0.1", 0), backlog=1) as silent:
         backend = llm({"endpoint": f"http://127.0.0.1:{silent.getsockname()[1]}/v1", "api_key": "k",

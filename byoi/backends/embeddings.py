@@ -11,6 +11,7 @@ import os
 import threading
 from pathlib import Path
 
+from byoi import netguard
 from byoi.backends.base import BackendError, Embeddings
 from byoi.backends.llm import OpenAIClientMixin, _json
 
@@ -57,7 +58,8 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
         if _supports_dimensions(model):
             request["dimensions"] = self.dimensions
         try:
-            response = self.client().embeddings.with_raw_response.create(**request)
+            with netguard.deadline(self.operation_timeout):
+                response = self.client().embeddings.with_raw_response.create(**request)
             payload = _json(response.http_response, "/embeddings")
         except BackendError:
             raise

@@ -52,7 +52,8 @@ class OpenAIClientMixin:
     def models(self) -> list[str] | None:
         """The model ids the endpoint lists, or None when it offers no /models (some proxies don't)."""
         try:
-            response = self.client().models.with_raw_response.list()
+            with netguard.deadline(self.operation_timeout):
+                response = self.client().models.with_raw_response.list()
             payload = _json(response.http_response, "/models")
         except openai.NotFoundError:
             return None
@@ -112,7 +113,8 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
 
     def chat(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> str:
         try:
-            response = self._create(True, **self._request(messages, max_tokens, temperature))
+            with netguard.deadline(self.operation_timeout):
+                response = self._create(True, **self._request(messages, max_tokens, temperature))
             payload = _json(response.http_response, "/chat/completions")
         except BackendError:
             raise
