@@ -223,3 +223,15 @@ def test_it_reports_tls_with_ssl_off_against_a_tls_port(tls_falkor_settings):
         backend.count(uuid.uuid4())
 
     assert caught.value.code == "tls"
+
+
+def test_it_reconnects_after_the_server_dropped_its_connections(graph):
+    bot = graph.bot()
+    graph.upsert(bot, "doc1", "doc1:0", [Entity("Alice")], [])
+    idle = list(graph.client.connection_pool._available_connections)  # what the next call reuses
+    assert idle
+    for connection in idle:
+        address, port = connection._sock.getsockname()[:2]
+        raw().execute_command("CLIENT", "KILL", "ADDR", f"{address}:{port}")
+
+    assert graph.count(bot)["nodes"] == 2

@@ -112,9 +112,10 @@ def client_kwargs(settings: dict, *, connect_timeout: float, operation_timeout: 
         "socket_timeout": operation_timeout + 5,
         "decode_responses": True,
         "protocol": 2,
-        "retry": Retry(NoBackoff(), 0),
+        # One immediate retry on a dropped connection (a restarted server, a proxy's idle cut); none on
+        # timeouts, which would double the wait. Every write is a MERGE, so a repeat is harmless.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         "max_connections": 8,
-        "client_name": "wizchat",
     }
     if use_ssl:
         kwargs.update(ssl_cert_reqs="required", ssl_check_hostname=True, ssl_ca_certs=ca_bundle())

@@ -89,7 +89,7 @@ def operation(ctx: Context) -> str:
     ctx.cleanups.append(drop)
     timeout = max(1, int(dj.BYOI_OPERATION_TIMEOUT * 1000))
     try:
-        probe.query("CREATE (:Probe {name: $a})-[:LINKED {type: $t}]->(:Probe {name: $b})",
+        probe.query("MERGE (a:Probe {name: $a}) MERGE (b:Probe {name: $b}) MERGE (a)-[:LINKED {type: $t}]->(b)",
                     {"a": "wizchat", "b": "check", "t": "probe"}, timeout=timeout)
         rows = probe.ro_query("MATCH (a:Probe)-[r:LINKED]->(b:Probe) RETURN a.name, r.type, b.name",
                               timeout=timeout).result_set
