@@ -350,3 +350,13 @@ def test_it_reports_a_server_that_is_not_postgresql_as_protocol(customer_db, htt
         backend.count(uuid.uuid4())
 
     assert caught.value.code == "protocol"
+
+
+def test_it_recovers_after_the_server_dropped_its_pooled_connections(store, customer_db):
+    bot = uuid.uuid4()
+    store.upsert(bot, [chunk("a", 0, unit(8, 0))])
+    killed = admin_query(customer_db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                         [customer_db["username"]])
+    assert killed
+
+    assert store.count(bot) == 1
