@@ -203,7 +203,8 @@ def document_add(chatbot: Chatbot, *, title: str = "", text: str | None = None, 
         raise DocumentRejected(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                                "Split it into smaller documents.")
     digest = hashlib.sha256(text.encode()).hexdigest()
-    Chatbot.objects.select_for_update().get(pk=chatbot.pk)  # one writer at a time: limit and dedup hold
+    # One writer at a time (the limit and the de-duplication hold), and the current chunk settings.
+    current = Chatbot.objects.select_for_update().get(pk=chatbot.pk)
     existing = (chatbot.documents.filter(title=title).first()
                 or chatbot.documents.filter(content_hash=digest).first())
     if existing is None:
@@ -225,7 +226,7 @@ def document_add(chatbot: Chatbot, *, title: str = "", text: str | None = None, 
     document.size_bytes = size
     document.content_hash = digest
     document.status = Document.Status.QUEUED
-    document.chunk_size, document.chunk_overlap = chatbot.chunk_size, chatbot.chunk_overlap
+    document.chunk_size, document.chunk_overlap = current.chunk_size, current.chunk_overlap
     document.chunks_total = document.chunks_embedded = document.chunks_graphed = 0
     document.attempts = 0
     document.error_code = document.error_message = document.error_hint = ""

@@ -15,7 +15,10 @@ def knowledge_context(request, chatbot) -> dict:
     customer's, possibly slow), so those panels load separately through HTMX."""
     account = chatbot.account
     documents = list(chatbot.documents.all())
+    from .forms_knowledge import KnowledgeSettingsForm
+
     return {
+        "knowledge_settings_form": KnowledgeSettingsForm(instance=chatbot),
         "documents": documents,
         "documents_limit": account.plan.max_documents,
         "upload_limit_mb": MAX_UPLOAD_BYTES // (1024 * 1024),

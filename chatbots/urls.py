@@ -16,6 +16,7 @@ urlpatterns = [
          name="document_delete"),
     path("<uuid:chatbot_id>/documents/<uuid:document_id>/retry/", views_knowledge.document_retry,
          name="document_retry"),
+    path("<uuid:chatbot_id>/knowledge-settings/", views_knowledge.knowledge_settings, name="knowledge_settings"),
     path("<uuid:chatbot_id>/data-locations/", views_knowledge.data_locations, name="data_locations"),
     path("<uuid:chatbot_id>/chat/", views_chat.chat_ask, name="chat"),
     path("<uuid:chatbot_id>/history/", views_chat.chat_history, name="history"),

@@ -7,6 +7,7 @@ from wizchat.plans import PlanLimitReached
 
 from . import ingestion, sections
 from .components import ComponentFailed
+from .forms_knowledge import KnowledgeSettingsForm
 from .services import chatbot_get_for_user
 
 OUTCOMES = {
@@ -16,10 +17,13 @@ OUTCOMES = {
 }
 
 
-def _documents_response(request, chatbot, error: str = "", notice: str = "", form: dict | None = None):
+def _documents_response(request, chatbot, error: str = "", notice: str = "", form: dict | None = None,
+                        settings_form=None):
     if request.htmx:
         context = {"chatbot": chatbot, **sections.knowledge_context(request, chatbot),
                    "documents_error": error, "documents_notice": notice, "documents_form": form or {}}
+        if settings_form is not None:
+            context["knowledge_settings_form"] = settings_form
         return render(request, "chatbots/partials/_documents.html", context)
     if error:
         messages.error(request, error)
@@ -50,6 +54,19 @@ def document_create(request, chatbot_id):
         form = {"title": title, "text": request.POST.get("text", "")}
         return _documents_response(request, chatbot, error=str(error), form=form)
     return _documents_response(request, chatbot, notice=OUTCOMES[outcome].format(document.title))
+
+
+@login_required
+@require_POST
+def knowledge_settings(request, chatbot_id):
+    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    form = KnowledgeSettingsForm(request.POST, instance=chatbot)
+    if not form.is_valid():
+        errors = " ".join(e for field_errors in form.errors.values() for e in field_errors)
+        return _documents_response(request, chatbot, error=errors, settings_form=form)
+    form.save()
+    return _documents_response(request, chatbot, notice="Knowledge settings saved: they apply to documents added "
+                                                        "or updated from now on.")
 
 
 @login_required

@@ -274,3 +274,19 @@ def test_it_falls_back_to_the_rules_when_the_llm_answers_no_json(chatbot, openai
     ingest(chatbot, text="Custom FalkorDB uses Redis.")
     facts = stack_of(chatbot).graph.neighbourhood(chatbot.id, ["Redis"])
     assert {(f.source, f.target) for f in facts} == {("Custom FalkorDB", "Redis")}
+
+
+def test_it_saves_the_chunk_settings_for_new_documents(owner_client, chatbot):
+    owner_client.post(f"/dashboard/chatbots/{chatbot.id}/knowledge-settings/",
+                      {"chunk_size": 400, "chunk_overlap": 50, "entity_extraction": "rules"}, HTTP_HX_REQUEST="true")
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    assert (document.chunk_size, document.chunk_overlap) == (400, 50)
+
+
+def test_it_refuses_an_overlap_over_half_the_chunk_size(owner_client, chatbot):
+    response = owner_client.post(f"/dashboard/chatbots/{chatbot.id}/knowledge-settings/",
+                                 {"chunk_size": 400, "chunk_overlap": 300, "entity_extraction": "rules"},
+                                 HTTP_HX_REQUEST="true")
+    chatbot.refresh_from_db()
+    assert "at or under half the chunk size (200)" in response.content.decode()
+    assert chatbot.chunk_overlap == 150
