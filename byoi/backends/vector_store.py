@@ -126,6 +126,8 @@ class PgVectorStore(VectorStore):
     def _create(self, conn: psycopg.Connection, table: str, dimensions: int) -> None:
         version = pg.pgvector_ensure(conn)
         kind = column_type(dimensions)
+        if pg.version_tuple(version) < (0, 5):
+            raise BackendError("version", f"pgvector {version} is too old: pgvector 0.5+ (HNSW indexes) is required.")
         if kind == "halfvec" and pg.version_tuple(version) < (0, 7):
             raise BackendError("version", f"pgvector {version} cannot index {dimensions}-dimension vectors: "
                                           "pgvector 0.7+ (halfvec) is needed above 2,000 dimensions.")
