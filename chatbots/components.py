@@ -30,7 +30,8 @@ class ComponentFailed(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.code in TRANSIENT_CODES
+        # A BYOI setting or plan problem (kind "byoi") does not go away by waiting.
+        return self.kind != "byoi" and self.code in TRANSIENT_CODES
 
     def as_dict(self) -> dict:
         return {"component": self.label, "kind": self.kind, "where": self.where, "code": self.code,

@@ -16,7 +16,9 @@ def ingest_document_task(self, document_id: str) -> str:
         return "deleted"
     except ComponentFailed as failure:
         if failure.transient and self.request.retries < self.max_retries:
-            # The failure is recorded on the document; the retry resumes where this attempt stopped.
+            # The failure stays on the document ("Retrying: …"); the retry resumes where this attempt stopped.
+            Document.objects.filter(pk=document_id, status=Document.Status.FAILED).update(
+                status=Document.Status.QUEUED)
             raise self.retry(countdown=min(60, 2 * 2 ** self.request.retries)) from None
         return "failed"
     return document.status

@@ -290,3 +290,31 @@ def test_it_refuses_an_overlap_over_half_the_chunk_size(owner_client, chatbot):
     chatbot.refresh_from_db()
     assert "at or under half the chunk size (200)" in response.content.decode()
     assert chatbot.chunk_overlap == 150
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_retries_a_job_automatically_once_the_component_is_back(celery_worker, owner, customer_db):
+    from chatbots.services import chatbot_create
+    from tests.peers import PEERS
+    from tests.test_conversations import TcpProxy
+
+    proxy = TcpProxy(PEERS.customer_pg.port)
+    chatbot = chatbot_create(owner.membership.account, name="Retry bot")
+    component_save(chatbot, "vector_store", values={**customer_db, "port": proxy.port},
+                   secrets={"password": customer_db["password"]})
+    byoi_set_enabled(chatbot, True)
+    document, _ = document_add(chatbot, title="Guide", text=TEXT)  # queued to the worker; the store is down
+    deadline = time.monotonic() + 60
+    while not document.error_code and time.monotonic() < deadline:
+        time.sleep(0.2)
+        document.refresh_from_db()
+    proxy.up()
+    try:
+        deadline = time.monotonic() + 90
+        while document.status != Document.Status.DONE and time.monotonic() < deadline:
+            time.sleep(0.5)
+            document.refresh_from_db()
+    finally:
+        proxy.down()
+    assert document.status == Document.Status.DONE
+    assert document.attempts > 1
