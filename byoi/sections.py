@@ -28,7 +28,7 @@ class ComponentStatus:
     component: BYOIComponent | None = None
     location: list[tuple[str, object]] = field(default_factory=list)
     hint: str = ""
-    running_test: ConnectionTest | None = None
+    test: ConnectionTest | None = None  # a running Re-test (polled), or the one that just finished
     retest_url: str = ""
 
     @property
@@ -37,7 +37,7 @@ class ComponentStatus:
 
 
 def component_status(chatbot, kind: str, component: BYOIComponent | None,
-                     running_test: ConnectionTest | None = None) -> ComponentStatus:
+                     test: ConnectionTest | None = None) -> ComponentStatus:
     spec = KINDS[kind]
     custom = bool(chatbot.byoi_enabled and component is not None and component.enabled)
     row = ComponentStatus(kind=kind, spec=spec, custom=custom, component=component if custom else None)
@@ -45,7 +45,7 @@ def component_status(chatbot, kind: str, component: BYOIComponent | None,
         row.location = [(spec.field(n).label, component.values[n]) for n in LOCATION_FIELDS
                         if n in component.values and n in {f.name for f in spec.fields}]
         row.hint = HINTS.get(component.error_code, "") if component.status == "failed" else ""
-        row.running_test = running_test
+        row.test = test
         row.retest_url = reverse("byoi:retest", args=[chatbot.id, kind])
     return row
 

@@ -8,7 +8,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from chatbots.services import chatbot_get_for_user
 from wizchat.accounts import account_for_user
@@ -55,13 +55,17 @@ def _test_response(request, context: dict, *, finished: bool):
     return HttpResponseStopPolling(html) if finished else HttpResponse(html)
 
 
-def _test_context(test) -> dict:
-    context = {"test": test, "kind": test.kind, "spec": KINDS[test.kind]}
-    if test.finished_state and test.component_id:
-        # The chatbot page's status badge follows the result (out-of-band swap).
-        test.component.refresh_from_db()
-        context["component_status"] = component_status(test.chatbot, test.kind, test.component)
-    return context
+def _test_context(test, *, in_row: bool = False) -> dict:
+    return {"test": test, "kind": test.kind, "spec": KINDS[test.kind], "in_row": in_row}
+
+
+def _row_response(request, test):
+    """A Re-test on the chatbot page finished: the component's whole row (badge, last check) follows it."""
+    component = test.component
+    chatbot = chatbot_get_for_user(request.user, component.chatbot_id)
+    row = component_status(chatbot, test.kind, component, test)
+    response = HttpResponseStopPolling(render_to_string("byoi/partials/_status_row.html", {"row": row}, request))
+    return reswap(retarget(response, f"#byoi-row-{test.kind}"), "outerHTML")
 
 
 def _refused(request, kind: str, errors: list[str]):
@@ -102,7 +106,10 @@ def _labelled(kind: str, name: str, message: str) -> str:
 @require_GET
 def test_status(request, test_id):
     test = services.connection_test_get_for_user(request.user, test_id)
-    return _test_response(request, _test_context(test), finished=test.finished_state)
+    in_row = request.GET.get("in") == "row"
+    if in_row and request.htmx and test.finished_state and test.component_id:
+        return _row_response(request, test)
+    return _test_response(request, _test_context(test, in_row=in_row), finished=test.finished_state)
 
 
 @login_required
@@ -121,7 +128,7 @@ def component_retest(request, chatbot_id, kind):
         return _refused(request, kind, [str(error)])
     if not request.htmx:
         return redirect("byoi:test_status", test_id=test.id)
-    return _test_response(request, _test_context(test), finished=test.finished_state)
+    return _test_response(request, _test_context(test, in_row=True), finished=test.finished_state)
 
 
 @login_required

@@ -274,7 +274,7 @@ def test_it_tells_a_free_account_which_plans_include_byoi(client, free_user):
 def test_it_keeps_polling_a_running_re_test_on_the_chatbot_page(owner_client, owner, byoi_bot):
     component = byoi_bot.components.get(kind="llm")
     test = make_test(owner.membership.account, component=component, chatbot=byoi_bot)
-    assert f'hx-get="/byoi/tests/{test.id}/"' in detail(owner_client, byoi_bot)
+    assert f'hx-get="/byoi/tests/{test.id}/?in=row"' in detail(owner_client, byoi_bot)
 
 
 # --- Re-test ------------------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_it_re_tests_a_saved_component(owner_client, byoi_bot):
     test = ConnectionTest.objects.get()
     assert test.component == byoi_bot.components.get(kind="llm")
     assert test.secrets == {"api_key": SECRET}
-    assert f'hx-get="/byoi/tests/{test.id}/"' in body
+    assert f'hx-get="/byoi/tests/{test.id}/?in=row"' in body
 
 
 def test_it_redirects_a_re_test_without_javascript_to_its_status_page(owner_client, byoi_bot):
@@ -303,12 +303,22 @@ def test_it_answers_404_to_another_account_re_testing(client, outsider, byoi_bot
     assert not ConnectionTest.objects.exists()
 
 
-def test_it_updates_the_badge_on_the_chatbot_page_when_a_re_test_finishes(owner_client, owner, byoi_bot):
+def test_it_re_renders_the_whole_row_when_a_re_test_on_the_chatbot_page_finishes(owner_client, owner, byoi_bot):
     component = byoi_bot.components.get(kind="llm")
     set_status(byoi_bot, "llm", "ok")
     test = make_test(owner.membership.account, state="ok", component=component, chatbot=byoi_bot)
-    body = owner_client.get(f"/byoi/tests/{test.id}/", **HX).content.decode()
-    assert 'id="byoi-llm-badge" hx-swap-oob="true"' in body
+    response = owner_client.get(f"/byoi/tests/{test.id}/?in=row", **HX)
+    body = response.content.decode()
+    assert response.status_code == 286
+    assert response["HX-Retarget"] == "#byoi-row-llm"
+    assert 'id="byoi-row-llm"' in body
+    assert "✓</span> Connected" in body
+    assert "Last checked" in body
+
+
+def test_it_polls_a_re_test_with_the_row_context(owner_client, byoi_bot):
+    body = owner_client.post(f"/byoi/chatbots/{byoi_bot.id}/components/llm/retest/", **HX).content.decode()
+    assert "?in=row" in body
 
 
 # --- BYOI settings of an existing chatbot -------------------------------------------------------------------

@@ -62,7 +62,10 @@ def screenshot():
         if hasattr(target, "goto"):
             target.screenshot(path=str(path), full_page=True)
         else:
-            target.screenshot(path=str(path))
+            # Clip the full page to the element: an element shot in a mobile context cuts at the viewport.
+            target.page.evaluate("window.scrollTo(0, 0)")
+            box = target.bounding_box()
+            target.page.screenshot(path=str(path), full_page=True, clip=box)
         return path
 
     return take
