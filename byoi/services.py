@@ -71,6 +71,8 @@ def field_coerce(field: Field, raw):
             raise ValueError(f"{field.label} must be between {low} and {high}.")
         return value
     text = str(raw).strip()
+    if _has_control_characters(text):
+        raise ValueError(f"{field.label} must not contain control characters.")
     if field.kind == "choice":
         if text not in field.choices:
             raise ValueError(f"{field.label} must be one of: {', '.join(field.choices)}.")
@@ -97,7 +99,22 @@ def field_coerce(field: Field, raw):
         raise ValueError(f"{field.label} must not contain spaces.")
     if field.name == "host" and ("://" in text or "/" in text):
         raise ValueError(f"{field.label} must be a host name or IP address only, e.g. your-db.com (no scheme or path).")
+    if field.name == "host" and ":" in text and not _is_ipv6(text):
+        raise ValueError(f"{field.label} must not include the port; put it in Port.")
     return text
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text.strip("[]")).version == 6
+    except ValueError:
+        return False
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def _blank(value) -> bool:
@@ -145,6 +162,8 @@ def component_validate(kind: str, values: dict, secrets: dict,
                 errors[field.name] = f"{field.label} must be text."
             elif len(raw) > _MAX_SECRET:
                 errors[field.name] = f"{field.label} is too long."
+            elif "\x00" in raw:
+                errors[field.name] = f"{field.label} must not contain a NUL character."
             else:
                 clean_secrets[field.name] = raw
             continue

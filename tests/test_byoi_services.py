@@ -293,3 +293,26 @@ def test_it_marks_the_steps_after_an_unexpected_failure_skipped(customer_db):
 
     results = check_run("vector_store", {**customer_db, "port": "abc"})
     assert {r.status for r in results[1:]} == {"skipped"}
+
+
+def test_it_asks_for_the_port_in_its_own_field():
+    with pytest.raises(ComponentInvalid) as caught:
+        services.component_validate("vector_store", {**PG, "host": "db.example.com:6543"}, {"password": "pw"}, None)
+    assert caught.value.errors == {"host": "Host must not include the port; put it in Port."}
+
+
+def test_it_accepts_an_ipv6_host():
+    values, _ = services.component_validate("vector_store", {**PG, "host": "2001:db8::10"}, {"password": "pw"}, None)
+    assert values["host"] == "2001:db8::10"
+
+
+def test_it_refuses_control_characters_in_a_setting():
+    with pytest.raises(ComponentInvalid) as caught:
+        services.component_validate("vector_store", {**PG, "database": "vec\x00tors"}, {"password": "pw"}, None)
+    assert set(caught.value.errors) == {"database"}
+
+
+def test_it_refuses_a_nul_character_in_a_password_without_echoing_it():
+    with pytest.raises(ComponentInvalid) as caught:
+        services.component_validate("vector_store", PG, {"password": "pass\x00word-secret"}, None)
+    assert "word-secret" not in str(caught.value)
