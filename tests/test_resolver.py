@@ -140,3 +140,20 @@ def test_it_builds_one_instance_for_concurrent_first_uses(openai_server):
     with ThreadPoolExecutor(max_workers=8) as pool:
         instances = list(pool.map(lambda _: id(resolve_from_env(env).llm), range(32)))
     assert len(set(instances)) == 1
+
+
+def test_it_closes_the_old_instance_when_the_settings_change(custom_llm_bot, openai_server, default_llm):
+    old = resolve(custom_llm_bot).llm
+    old.chat([{"role": "user", "content": "Hi"}], max_tokens=4)  # opens its HTTP client
+    services.component_save(custom_llm_bot, "llm", values={"endpoint": openai_server.base_url,
+                                                           "model": "llama-3.1-70b"}, secrets={})
+    assert resolve(custom_llm_bot).llm is not old
+    assert old._client is None
+
+
+def test_it_closes_a_disabled_components_instance(custom_llm_bot, default_llm, django_capture_on_commit_callbacks):
+    old = resolve(custom_llm_bot).llm
+    old.chat([{"role": "user", "content": "Hi"}], max_tokens=4)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.component_disable(custom_llm_bot, "llm")
+    assert old._client is None
