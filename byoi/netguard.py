@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import errno
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -40,10 +41,21 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_ip(host: str) -> IPAddress | None:
+    """The address `host` spells literally, including the legacy IPv4 forms resolvers accept
+    ("2130706433", "0x7f.1", "127.1"), so that none of them reaches DNS or escapes the check."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        pass
+    if _LEGACY_IPV4.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+_LEGACY_IPV4 = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)(\.(0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
 
 
 def why_blocked(ip: IPAddress) -> str | None:

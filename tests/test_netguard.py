@@ -101,6 +101,17 @@ def test_it_checks_literal_addresses_without_dns(monkeypatch, settings):
     assert netguard.resolve_allowed("127.0.0.5", 80) == ["127.0.0.5"]
 
 
+@pytest.mark.parametrize("spelling", ["2130706433", "0x7f000001", "0x7f.1", "127.1", "017700000001"])
+def test_it_refuses_legacy_spellings_of_loopback_without_dns(spelling, monkeypatch, no_allow_list):
+    def no_dns(*args, **kwargs):
+        raise AssertionError("DNS lookup for a literal address")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(BackendError) as caught:
+        netguard.resolve_allowed(spelling, 80)
+    assert caught.value.code == "blocked_address"
+
+
 def test_it_reports_an_unresolvable_name_as_dns(connects):
     # A label longer than 63 characters fails in the IDNA encoder, before any resolver query is sent.
     with pytest.raises(BackendError) as caught:
