@@ -126,7 +126,8 @@ def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> li
         if not address_allowed(ip):
             where = "" if literal is not None else f"{host} resolves to "
             raise BackendError("blocked_address",
-                               f"{where}{ip}, a {why_blocked(ip)} address: WizChat does not connect there.")
+                               f"{where}{ip} ({why_blocked(ip)} address): WizChat does not connect to such "
+                               "addresses.")
     return candidates
 
 
