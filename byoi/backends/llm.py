@@ -3,6 +3,7 @@ OpenAI, Ollama, vLLM, LocalAI, proxies for Bedrock and Vertex…). Default and c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -29,6 +30,9 @@ def endpoint_parts(settings: dict) -> tuple[str, str, int]:
     return netguard.split_endpoint(settings.get("endpoint") or "")
 
 
+_client_lock = threading.Lock()
+
+
 class OpenAIClientMixin:
     _client: openai.OpenAI | None = None
 
@@ -40,8 +44,12 @@ class OpenAIClientMixin:
         return host, port
 
     def client(self) -> openai.OpenAI:
+        """One client (and connection pool) per backend instance; instances are shared between threads."""
         if self._client is None:
-            self._client = openai_client(self, self.settings.get("endpoint") or "", self.settings.get("api_key") or "")
+            with _client_lock:
+                if self._client is None:
+                    self._client = openai_client(self, self.settings.get("endpoint") or "",
+                                                 self.settings.get("api_key") or "")
         return self._client
 
     def classify(self, error: BaseException) -> BackendError:
