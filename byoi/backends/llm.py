@@ -1,5 +1,9 @@
 """LLM backend: any OpenAI-compatible chat completions API (the platform's llama.cpp server, OpenAI, Azure
-OpenAI, Ollama, vLLM, LocalAI, proxies for Bedrock and Vertex…). Default and custom use this one class."""
+OpenAI, Ollama, vLLM, LocalAI, proxies for Bedrock and Vertex…). Default and custom use this one class.
+
+Timeouts: connecting is bounded by the connect timeout; a non-streaming call (chat, models, embeddings)
+finishes within the operation timeout in total (netguard.deadline); a stream fails when no data arrives for
+the operation timeout. Every failure is a BackendError from the shared taxonomy, never a library exception."""
 
 from __future__ import annotations
 
