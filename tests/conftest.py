@@ -10,7 +10,7 @@ from psycopg import sql
 
 from tests.openai_server import llama_server, openai_server  # noqa: F401
 from tests.peers import PEERS
-from tests.tls_peers import pgbouncer, stunnel_falkor, tls_customer_db, tls_falkor_settings, tls_material, trust_other_ca, trust_test_ca  # noqa: F401, E501
+from tests.tls_peers import *  # noqa: F403 - TLS peer fixtures (names in tests.tls_peers.__all__)
 from wizchat import embedded
 
 
@@ -19,9 +19,24 @@ def peers():
     return PEERS
 
 
+def _ensure_plans():
+    """Transactional tests flush the seeded plans; put them back (same data as wizchat 0002_seed_plans)."""
+    from wizchat.models import Plan
+    from wizchat.plans import PLANS
+
+    if Plan.objects.count() == len(PLANS):
+        return
+    for position, (slug, name, byoi, chatbots, documents, messages) in enumerate(PLANS):
+        Plan.objects.update_or_create(slug=slug, defaults=dict(
+            name=name, byoi_allowed=byoi, max_chatbots=chatbots, max_documents=documents,
+            max_messages_per_month=messages, position=position))
+
+
 @pytest.fixture
 def make_user(db):
     from wizchat.accounts import account_signup
+
+    _ensure_plans()
 
     def make(email=None, plan="pro", team_name="Team"):
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"

@@ -153,6 +153,47 @@ def test_settings_read_the_old_keys_file_of_the_state_folder(tmp_path):
     assert out.stdout.strip() == "True True"
 
 
+def make_outbox(chatbot, text="an outbox message body"):
+    from conversations.models import Outbox
+
+    return Outbox.objects.create(message_id="m-1", chatbot=chatbot, payload=text)
+
+
+def test_it_encrypts_other_apps_fields_with_the_byoi_key_ring(key_a, chatbot, settings):
+    from conversations.models import Outbox
+
+    outbox = make_outbox(chatbot)
+    settings.SECRET_KEY = "another-django-secret-key-entirely-different"
+    assert Outbox.objects.get(pk=outbox.pk).payload == "an outbox message body"
+
+
+def test_it_rotates_every_encrypted_field_of_the_project(key_a, chatbot, settings):
+    from conversations.models import Outbox
+
+    outbox = make_outbox(chatbot)
+    switch_to_b(settings)
+    call_command("rotate_byoi_key", stdout=_Sink())
+    settings.BYOI_ENCRYPTION_OLD_KEYS = []
+    assert Outbox.objects.get(pk=outbox.pk).payload == "an outbox message body"
+
+
+def test_it_reads_and_rotates_values_in_django_cryptographys_own_format(component, settings):
+    import pickle
+
+    from django_cryptography.core.signing import FernetSigner
+    from django_cryptography.utils.crypto import FernetBytes
+
+    from byoi.crypto import _derive_legacy
+
+    legacy = FernetBytes(_derive_legacy(KEY_A), FernetSigner(settings.SECRET_KEY)).encrypt(
+        pickle.dumps('{"password": "legacy-pw-1"}'))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE byoi_byoicomponent SET secret_values = %s WHERE id = %s", [legacy, component.pk])
+    call_command("rotate_byoi_key", stdout=_Sink())
+    assert raw_column(BYOIComponent, component.pk) != legacy
+    assert BYOIComponent.objects.get(pk=component.pk).secrets == {"password": "legacy-pw-1"}
+
+
 class _Sink:
     def __init__(self):
         self.text = ""

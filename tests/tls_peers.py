@@ -29,6 +29,9 @@ from tests.peers import PEERS
 from wizchat import embedded
 
 AUTH_QUERY = "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1"  # noqa: S608 - constant
+__all__ = ["pgbouncer", "pytest_runtest_teardown", "stunnel_falkor", "tls_customer_db", "tls_falkor_settings",
+           "tls_material", "trust_other_ca", "trust_test_ca"]
+
 MISMATCH_HOST = "127.0.0.2"  # loopback, allowed by the test egress allow-list, not named in the certificate
 
 
@@ -230,3 +233,14 @@ def tls_customer_db(customer_db, pgbouncer):
 @pytest.fixture
 def tls_falkor_settings(stunnel_falkor):
     return {"host": stunnel_falkor.host, "port": stunnel_falkor.port, "password": PEERS.falkor.password, "ssl": True}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before the last test's teardown runs the session finalizers (pytest-django drops the test database
+    there), close the backends' cached pools: their idle connections would keep the database in use."""
+    if nextitem is None:
+        from byoi.backends import graph, pg
+
+        pg.pool_close()
+        graph.client_close()

@@ -5,13 +5,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from byoi.audit import audit_record
-from byoi.crypto import KEY_RING, new_key
-from byoi.models import BYOIComponent, ConnectionTest
+from byoi.crypto import KEY_RING, encrypted_models, new_key
+from byoi.models import BYOIComponent
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every BYOI secret (components and pending connection tests) under the current key.\n\n"
+        "Re-encrypt every encrypted value (BYOI component secrets, pending connection tests, document staging, "
+        "the chat outbox) under the current BYOI_ENCRYPTION_KEY.\n\n"
         "Operator procedure: 1) put the new key in BYOI_ENCRYPTION_KEY and move the old one to "
         "BYOI_ENCRYPTION_OLD_KEYS (comma-separated; the *_FILE variants work too) on every web and worker "
         "process, and restart them; 2) run this command (try --dry-run first); 3) when it reports nothing "
@@ -31,9 +32,10 @@ class Command(BaseCommand):
         if generate:
             self._generate(dry_run)
         counts = {"re-encrypted": 0, "already current": 0, "unreadable": 0}
-        for model, label in ((BYOIComponent, "component"), (ConnectionTest, "connection test")):
-            for pk, raw in self._raw_rows(model):
-                outcome = self._rotate_one(model, pk, raw, dry_run)
+        for model, fields in encrypted_models():
+            label = model._meta.verbose_name
+            for pk, raws in self._raw_rows(model, fields):
+                outcome = self._rotate_one(model, fields, pk, raws, dry_run)
                 counts[outcome] += 1
                 verb = "would be re-encrypted" if dry_run and outcome == "re-encrypted" else outcome
                 self.stdout.write(f"{label} {pk}: {verb}")
@@ -75,32 +77,36 @@ class Command(BaseCommand):
         self.stdout.write(f"New key written to {key_file}; the old key was appended to {old_file}.")
 
     @staticmethod
-    def _raw_rows(model):
-        table = connection.ops.quote_name(model._meta.db_table)
+    def _raw_rows(model, fields: list[str]):
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(model._meta.get_field(name).column) for name in fields)
+        pk = quote(model._meta.pk.column)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, secret_values FROM {table} ORDER BY id")  # noqa: S608 - table name from the model
-            return [(pk, bytes(raw) if raw is not None else None) for pk, raw in cursor.fetchall()]
+            # Table and column names come from the models, never from input.
+            cursor.execute(f"SELECT {pk}, {columns} FROM {quote(model._meta.db_table)} ORDER BY {pk}")  # noqa: S608
+            return [(row[0], [bytes(v) if v is not None else None for v in row[1:]]) for row in cursor.fetchall()]
 
     @staticmethod
-    def _rotate_one(model, pk, raw, dry_run: bool) -> str:
-        if raw is None or KEY_RING.is_current(raw):
+    def _rotate_one(model, fields: list[str], pk, raws: list, dry_run: bool) -> str:
+        stale = [raw for raw in raws if raw is not None and not KEY_RING.is_current(raw)]
+        if not stale:
             return "already current"
         try:
-            KEY_RING.decrypt(raw)
+            for raw in stale:
+                KEY_RING.decrypt(raw)
         except Exception:
             return "unreadable"
         if dry_run:
             return "re-encrypted"
         with transaction.atomic():
             obj = model.objects.select_for_update().get(pk=pk)  # decrypts with whichever key opens it
-            obj.secret_values = obj.secret_values  # saved again: encrypted under the current key
-            fields = ["secret_values"]
+            update = list(fields)  # saved again: encrypted under the current key
             if isinstance(obj, BYOIComponent):
                 # Fingerprints are keyed with the encryption key: keep "tested" meaning "these settings".
                 was_tested = obj.fingerprint and obj.fingerprint == obj.tested_fingerprint
                 obj.fingerprint = obj.compute_fingerprint()
                 if was_tested:
                     obj.tested_fingerprint = obj.fingerprint
-                fields += ["fingerprint", "tested_fingerprint"]
-            obj.save(update_fields=fields)
+                update += ["fingerprint", "tested_fingerprint"]
+            obj.save(update_fields=update)
         return "re-encrypted"
