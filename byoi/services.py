@@ -8,6 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
@@ -342,14 +343,8 @@ def connection_test_get_for_user(user, test_id) -> ConnectionTest:
     account = account_for_user(user)
     try:
         test = ConnectionTest.objects.get(pk=test_id, account=account)
-    except (ConnectionTest.DoesNotExist, ValueError, TypeError):
+    except (ConnectionTest.DoesNotExist, ValidationError, ValueError, TypeError):  # malformed UUIDs included
         raise Http404("No such connection test") from None
-    except Exception as error:  # a malformed UUID string raises ValidationError
-        from django.core.exceptions import ValidationError
-
-        if isinstance(error, ValidationError):
-            raise Http404("No such connection test") from None
-        raise
     if not test.finished_state and test.created < timezone.now() - _running_window():
         _finish_lost(test)
     return test
