@@ -130,6 +130,7 @@ def bench_chat(server, iterations: int) -> dict:
         wiz_total.append(w_total)
         direct_total.append(d_total)
     return {
+        "stages": chat_stages(chatbot, user, SAMPLE_QUESTION, max(20, iterations // 4)),
         "iterations": iterations,
         "overhead_p50": ms(pct(total_over, 50)), "overhead_p95": ms(pct(total_over, 95)),
         "answer_overhead_p50": ms(pct(answer_over, 50)), "answer_overhead_p95": ms(pct(answer_over, 95)),
@@ -137,6 +138,44 @@ def bench_chat(server, iterations: int) -> dict:
         "wizchat_p50": ms(pct(wiz_total, 50)), "direct_p50": ms(pct(direct_total, 50)),
         "chunks": chatbot.documents.get().chunks_total,
     }
+
+
+def chat_stages(chatbot, user, question: str, n: int) -> list[tuple[str, float]]:
+    """p50 of each step of the chat path on its own, to show where the overhead goes."""
+    import byoi
+    from chatbots import extraction
+    from chatbots.services import chatbot_get_for_user
+    from conversations import services as conversations
+
+    stack = byoi.resolve(chatbot)
+    vector = stack.embeddings.embed([question])[0]
+    hits = stack.vector_store.search(chatbot.id, vector, k=4)
+    names = extraction.mentioned_entities(question)
+    for hit in hits:
+        names += [m for m in extraction.mentioned_entities(hit.text) if m not in names]
+    steps = [
+        ("chatbot lookup (account-scoped, 3 queries)", lambda: chatbot_get_for_user(user, chatbot.id)),
+        ("message quota (1 conditional UPDATE)", lambda: conversations.message_quota_use(chatbot.account)),
+        ("byoi.resolve", lambda: byoi.resolve(chatbot)),
+        ("documents of the chatbot (1 query)",
+         lambda: list(chatbot.documents.values_list("id", "title", "chunks_embedded", "chunks_graphed"))),
+        ("embed the question (default MiniLM, in-process)", lambda: stack.embeddings.embed([question])),
+        ("k-NN search in pgvector (k=4)", lambda: stack.vector_store.search(chatbot.id, vector, k=4)),
+        ("entity names in question + chunks", lambda: [extraction.mentioned_entities(h.text) for h in hits]),
+        ("graph neighbourhood in FalkorDB", lambda: stack.graph.neighbourhood(chatbot.id, names[:20], limit=15)),
+        ("store question + answer (outbox check + 2 appends)", lambda: conversations.conversation_append(
+            chatbot, conversations.message_new("bench", "user", question),
+            conversations.message_new("bench", "assistant", "answer"), stack=stack)),
+    ]
+    out = []
+    for label, step in steps:
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        out.append((label, ms(pct(times, 50))))
+    return out
 
 
 # -- ingestion vs raw COPY ---------------------------------------------------------------------------------
@@ -316,6 +355,8 @@ def report(results: dict, quick: bool) -> str:
         f"server, so both sides pay the same small LLM time. p50 end-to-end: WizChat {c['wizchat_p50']:.1f} ms, "
         f"direct {c['direct_p50']:.1f} ms; TTFT overhead p95 {c['ttft_overhead_p95']:.1f} ms. The demo chatbot's "
         f"sample document ({c['chunks']} chunks) is the knowledge.",
+        "- **Where the chat overhead goes** (p50 of each step run alone, same run): "
+        + "; ".join(f"{label} {value:.1f} ms" for label, value in c["stages"]) + ".",
         f"- **Ingestion**: {i['n']:,} chunks of 384-dim vectors upserted through `PgVectorStore.upsert` in batches "
         f"of {i['batch']} (as the ingestion job does, one batch per embedding call) into the chatbot's table "
         f"with its HNSW index: {i['ours_per_s']:,.0f} chunks/s; one raw psycopg binary COPY of the same rows into "

@@ -162,7 +162,7 @@ def test_it_counts_a_failed_delivery(chatbot, custom_conversations):
     assert row.attempts == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_delivers_the_outbox_from_a_celery_retry(celery_worker, owner, customer_db, proxy):
     from chatbots.services import chatbot_create
 
