@@ -316,3 +316,38 @@ def test_it_refuses_a_nul_character_in_a_password_without_echoing_it():
     with pytest.raises(ComponentInvalid) as caught:
         services.component_validate("vector_store", PG, {"password": "pass\x00word-secret"}, None)
     assert "word-secret" not in str(caught.value)
+
+
+def test_it_passes_the_real_customer_vector_store(chatbot, customer_db):
+    values = {k: v for k, v in customer_db.items() if k != "password"}
+    component = services.component_save(chatbot, "vector_store", values=values,
+                                        secrets={"password": customer_db["password"]})
+    assert run_now(services.connection_test_retest(component)).state == "ok"
+
+
+def test_it_passes_the_real_customer_conversations_database(chatbot, customer_db):
+    values = {k: v for k, v in customer_db.items() if k != "password"}
+    component = services.component_save(chatbot, "conversations", values=values,
+                                        secrets={"password": customer_db["password"]})
+    assert run_now(services.connection_test_retest(component)).state == "ok"
+
+
+def test_it_passes_the_real_falkordb(chatbot, peers):
+    component = services.component_save(chatbot, "graph", values={"host": "127.0.0.1", "port": peers.falkor.port,
+                                                                   "ssl": False},
+                                        secrets={"password": peers.falkor.password})
+    assert run_now(services.connection_test_retest(component)).state == "ok"
+
+
+def test_it_fails_falkordb_with_a_wrong_password_as_auth(chatbot, peers):
+    component = services.component_save(chatbot, "graph", values={"host": "127.0.0.1", "port": peers.falkor.port,
+                                                                   "ssl": False},
+                                        secrets={"password": "not-the-password"})
+    assert run_now(services.connection_test_retest(component)).error_code == "auth"
+
+
+def test_it_passes_the_real_embeddings_endpoint(chatbot, openai_server):
+    component = services.component_save(chatbot, "embeddings", values={"endpoint": openai_server.base_url,
+                                                                       "model": "text-embedding-3-large"},
+                                        secrets={"api_key": openai_server.api_key})
+    assert run_now(services.connection_test_retest(component)).state == "ok"
