@@ -351,3 +351,28 @@ def test_it_passes_the_real_embeddings_endpoint(chatbot, openai_server):
                                                                        "model": "text-embedding-3-large"},
                                         secrets={"api_key": openai_server.api_key})
     assert run_now(services.connection_test_retest(component)).state == "ok"
+
+
+def test_it_purges_from_the_command_line_with_a_summary(llm_component, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    test = run_now(services.connection_test_retest(llm_component))
+    ConnectionTest.objects.filter(pk=test.pk).update(
+        created=timezone.now() - timedelta(seconds=settings.CONNECTION_TEST_TTL_SECONDS + 1))
+    out = StringIO()
+    call_command("purge_connection_tests", stdout=out)
+    assert out.getvalue().startswith("Purged 1 expired connection test(s)")
+
+
+def test_it_purges_nothing_on_a_dry_run(llm_component, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    test = run_now(services.connection_test_retest(llm_component))
+    ConnectionTest.objects.filter(pk=test.pk).update(
+        created=timezone.now() - timedelta(seconds=settings.CONNECTION_TEST_TTL_SECONDS + 1))
+    call_command("purge_connection_tests", "--dry-run", stdout=StringIO())
+    assert ConnectionTest.objects.filter(pk=test.pk).exists()
