@@ -303,7 +303,7 @@ def bench_embedder(count: int) -> dict:
     from chatbots.demo import SAMPLE_DOCUMENT
     from chatbots.ingestion import EMBED_BATCH, chunk_text
 
-    pieces = chunk_text(SAMPLE_DOCUMENT * 20, 1000, 150)
+    pieces = chunk_text(SAMPLE_DOCUMENT * 20, 700, 100)  # the default chunk settings
     pieces = (pieces * (count // len(pieces) + 1))[:count]
     embedder = LocalEmbeddings(default_settings("embeddings"))
     embedder.embed(pieces[:EMBED_BATCH])  # load the ONNX session

@@ -140,7 +140,7 @@ def normalize(text: str) -> str:
 
 # -- chunking ----------------------------------------------------------------------------------------------
 
-def chunk_text(text: str, size: int = 1000, overlap: int = 150) -> list[str]:
+def chunk_text(text: str, size: int = 700, overlap: int = 100) -> list[str]:
     """Split into chunks of at most `size` characters that end at a paragraph, sentence or word boundary
     where one is found in the chunk's second half; consecutive chunks share about `overlap` characters.
     Deterministic, so a resumed job gets the same chunks."""

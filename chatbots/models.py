@@ -20,11 +20,12 @@ class Chatbot(models.Model):
     byoi_enabled = models.BooleanField(
         default=False, help_text="Use the chatbot's enabled BYOI components instead of WizChat's defaults."
     )
+    # 700 characters stay under the default MiniLM's 256-token window, so no chunk is cut short when embedded.
     chunk_size = models.PositiveIntegerField(
-        default=1000, help_text="Characters per chunk when a document is split for embedding."
+        default=700, help_text="Characters per chunk when a document is split for embedding."
     )
     chunk_overlap = models.PositiveIntegerField(
-        default=150, help_text="Characters shared by consecutive chunks, so a sentence cut in two is still found."
+        default=100, help_text="Characters shared by consecutive chunks, so a sentence cut in two is still found."
     )
     entity_extraction = models.CharField(
         max_length=10,
@@ -75,8 +76,8 @@ class Document(models.Model):
     content_hash = models.CharField(max_length=64, blank=True, db_index=True)
     # The ingestion job.
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    chunk_size = models.PositiveIntegerField(default=1000)
-    chunk_overlap = models.PositiveIntegerField(default=150)
+    chunk_size = models.PositiveIntegerField(default=700)
+    chunk_overlap = models.PositiveIntegerField(default=100)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_embedded = models.PositiveIntegerField(default=0, help_text="Chunks upserted into the vector store")
     chunks_graphed = models.PositiveIntegerField(default=0, help_text="Chunks whose entities are in the graph")

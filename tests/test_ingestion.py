@@ -289,7 +289,7 @@ def test_it_refuses_an_overlap_over_half_the_chunk_size(owner_client, chatbot):
                                  HTTP_HX_REQUEST="true")
     chatbot.refresh_from_db()
     assert "at or under half the chunk size (200)" in response.content.decode()
-    assert chatbot.chunk_overlap == 150
+    assert chatbot.chunk_overlap == 100
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
