@@ -318,3 +318,26 @@ def test_it_retries_a_job_automatically_once_the_component_is_back(celery_worker
         proxy.down()
     assert document.status == Document.Status.DONE
     assert document.attempts > 1
+
+
+def test_it_retries_a_failed_job_from_the_page(owner_client, chatbot, customer_db, django_capture_on_commit_callbacks):
+    component_save(chatbot, "vector_store", values={**customer_db, "port": 9}, secrets={"password": "x"})
+    byoi_set_enabled(chatbot, True)
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    with pytest.raises(ingestion.ComponentFailed):
+        document_ingest(document.id)
+    page = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/").content.decode()
+    assert "Retry" in page and "port is open" in page
+    with django_capture_on_commit_callbacks() as queued:
+        owner_client.post(f"/dashboard/chatbots/{chatbot.id}/documents/{document.id}/retry/", HTTP_HX_REQUEST="true")
+    document.refresh_from_db()
+    assert document.status == Document.Status.QUEUED
+    assert len(queued) == 1
+
+
+def test_it_deletes_a_document_from_the_page(owner_client, chatbot):
+    document = ingest(chatbot)
+    response = owner_client.post(f"/dashboard/chatbots/{chatbot.id}/documents/{document.id}/delete/")
+    assert response.status_code == 302
+    assert not chatbot.documents.exists()
+    assert stack_of(chatbot).vector_store.count(chatbot.id) == 0
