@@ -94,3 +94,8 @@ def test_it_enables_a_component_from_the_chatbot_inline(component, admin_client)
     data["components-0-enabled"] = "on"
     admin_client.post(url, data)
     assert BYOIComponent.objects.get(pk=component.pk).enabled is True
+
+
+def test_it_keeps_secrets_out_of_a_connection_tests_repr(chatbot):
+    test = services.connection_test_start(chatbot.account, "vector_store", PG, {"password": PASSWORD})
+    assert PASSWORD not in repr(test) + str(test)
