@@ -360,3 +360,13 @@ def test_it_recovers_after_the_server_dropped_its_pooled_connections(store, cust
     assert killed
 
     assert store.count(bot) == 1
+
+
+def test_it_returns_k_hits_when_k_exceeds_the_hnsw_search_width(store):
+    import random
+
+    rng = random.Random(7)
+    bot = uuid.uuid4()
+    store.upsert(bot, [chunk("a", i, [rng.uniform(-1, 1) for _ in range(8)]) for i in range(160)])
+
+    assert len(store.search(bot, unit(8, 0), k=130)) == 130

@@ -43,9 +43,9 @@ class PgConversationStore(ConversationStore):
         super().__init__(settings, **kw)
         self._fp = pg.fingerprint(settings)
 
-    def _tx(self):
-        return pg.transaction(self.settings, connect_timeout=self.connect_timeout,
-                              operation_timeout=self.operation_timeout, name="conversations")
+    def _run(self, work, *, atomic: bool = False):
+        return pg.run(self.settings, work, connect_timeout=self.connect_timeout,
+                      operation_timeout=self.operation_timeout, name="conversations", atomic=atomic)
 
     def close(self) -> None:
         pg.pool_close(self.settings)
@@ -60,10 +60,12 @@ class PgConversationStore(ConversationStore):
         table = self.table(chatbot_id)
         if (self._fp, table) in _PROVISIONED:
             return
-        with self._tx() as conn:
+        def work(conn: psycopg.Connection) -> None:
             if not pg.relation_exists(conn, table):
                 pg.provision_lock(conn)
                 self._create(conn, table)
+
+        self._run(work, atomic=True)
         _PROVISIONED.add((self._fp, table))
 
     @staticmethod
@@ -78,8 +80,8 @@ class PgConversationStore(ConversationStore):
             sql.Identifier(f"{table}_conv"), ident))
         pg.schema_version_set(conn, table, "conversations", SCHEMA_VERSION)
 
-    def _missing(self, conn: psycopg.Connection, table: str, empty):
-        conn.rollback()
+    def _missing(self, table: str, empty):
+        """The table was dropped behind our back (by its owner): forget it and answer as for no data."""
         _PROVISIONED.discard((self._fp, table))
         return empty
 
@@ -87,49 +89,56 @@ class PgConversationStore(ConversationStore):
         """Store the message; False if a message with this id was already stored (nothing changes)."""
         self.provision(chatbot_id)
         table = self.table(chatbot_id)
-        with self._tx() as conn:
-            cur = conn.execute(sql.SQL(
+        values = [str(message.id), str(message.conversation_id), str(message.role),
+                  message.content.replace("\x00", ""), _created(message.created), Jsonb(message.metadata or {})]
+
+        def work(conn: psycopg.Connection) -> bool:
+            return conn.execute(sql.SQL(
                 "INSERT INTO {} (id, conversation_id, role, content, created, metadata) VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO NOTHING"
-            ).format(sql.Identifier(table)), [
-                str(message.id), str(message.conversation_id), str(message.role), message.content.replace("\x00", ""),
-                _created(message.created), Jsonb(message.metadata or {}),
-            ])
-            return cur.rowcount == 1
+            ).format(sql.Identifier(table)), values).rowcount == 1
+
+        return self._run(work)
 
     def conversations(self, chatbot_id: uuid.UUID, limit: int = 50) -> list[dict]:
         """[{id, started, last, messages}] newest first; times are ISO 8601 strings like Message.created."""
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+        def work(conn: psycopg.Connection) -> list:
             try:
-                rows = conn.execute(sql.SQL(
+                return conn.execute(sql.SQL(
                     "SELECT conversation_id, min(created), max(created), count(*) FROM {} GROUP BY conversation_id "
                     "ORDER BY max(created) DESC, conversation_id LIMIT %s"
                 ).format(sql.Identifier(table)), [int(limit)]).fetchall()
             except pg_errors.UndefinedTable:
-                return self._missing(conn, table, [])
+                return self._missing(table, [])
+
+        rows = self._run(work)
         return [{"id": r[0], "started": _iso(r[1]), "last": _iso(r[2]), "messages": int(r[3])} for r in rows]
 
     def history(self, chatbot_id: uuid.UUID, conversation_id: str, limit: int = 100) -> list[Message]:
         """The conversation's latest `limit` messages, oldest first."""
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+        def work(conn: psycopg.Connection) -> list:
             try:
-                rows = conn.execute(sql.SQL(
+                return conn.execute(sql.SQL(
                     "SELECT id, conversation_id, role, content, created, metadata FROM ("
                     "SELECT * FROM {} WHERE conversation_id = %s ORDER BY created DESC, id DESC LIMIT %s"
                     ") AS latest ORDER BY created, id"
                 ).format(sql.Identifier(table)), [str(conversation_id), int(limit)]).fetchall()
             except pg_errors.UndefinedTable:
-                return self._missing(conn, table, [])
+                return self._missing(table, [])
+
+        rows = self._run(work)
         return [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], created=_iso(r[4]),
                         metadata=r[5] or {}) for r in rows]
 
     def count(self, chatbot_id: uuid.UUID) -> int:
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+        def work(conn: psycopg.Connection) -> int:
             try:
                 return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                     sql.Identifier(table))).fetchone()[0])
             except pg_errors.UndefinedTable:
-                return self._missing(conn, table, 0)
+                return self._missing(table, 0)
+
+        return self._run(work)

@@ -16,8 +16,10 @@ import logging
 import math
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -27,6 +29,7 @@ from byoi.errors import BackendError
 from byoi.logging import scrub
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA_VERSION_TABLE = "wizchat_schema_version"
 # pg_advisory_xact_lock key for every WizChat DDL in a customer database ("wizchat" as a bigint).
@@ -220,6 +223,7 @@ def connect(settings: dict, *, connect_timeout: float, operation_timeout: float,
 
 _POOLS: dict[str, tuple[str, object]] = {}  # key -> (fingerprint of the settings alone, pool)
 _POOLS_LOCK = threading.Lock()
+CHECK_AFTER_IDLE = 2.0  # seconds a pooled connection may sit unused before it is checked on checkout
 
 
 def _configure(operation_timeout: float, extra: Callable[[psycopg.Connection], None] | None):
@@ -227,15 +231,27 @@ def _configure(operation_timeout: float, extra: Callable[[psycopg.Connection], N
         _session_setup(conn, operation_timeout)
         if extra is not None:
             extra(conn)
-        conn.commit()
 
     return configure
 
 
+def _check(conn: psycopg.Connection) -> None:
+    """Check a connection that sat idle for a while (the server or a proxy may have dropped it); a recently
+    used one goes straight out, and run() retries once if it turns out broken after all."""
+    from psycopg_pool import ConnectionPool
+
+    if time.monotonic() - getattr(conn, "_wizchat_returned", 0.0) >= CHECK_AFTER_IDLE:
+        ConnectionPool.check_connection(conn)
+
+
+def _returned(conn: psycopg.Connection) -> None:
+    conn._wizchat_returned = time.monotonic()
+
+
 def pool_get(settings: dict, *, connect_timeout: float, operation_timeout: float, name: str,
              configure: Callable[[psycopg.Connection], None] | None = None):
-    """The cached pool for these settings, created on first use after one direct connection has proved
-    that the settings work (a pool would otherwise only report a bare timeout for a wrong password)."""
+    """The cached pool (autocommit connections) for these settings, created on first use after one direct
+    connection has proved that the settings work (a pool only reports a bare timeout for a wrong password)."""
     from psycopg_pool import ConnectionPool
 
     key = fingerprint(settings, connect_timeout, operation_timeout, name, _ca_bundle())
@@ -250,10 +266,10 @@ def pool_get(settings: dict, *, connect_timeout: float, operation_timeout: float
         entry = _POOLS.get(key)
         if entry is None:
             pool = ConnectionPool(
-                kwargs=connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
+                kwargs={**connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
+                        "autocommit": True},
                 min_size=0, max_size=POOL_MAX_SIZE, open=True, num_workers=1,
-                configure=_configure(operation_timeout, configure),
-                check=ConnectionPool.check_connection,
+                configure=_configure(operation_timeout, configure), check=_check, reset=_returned,
                 timeout=connect_timeout + operation_timeout, max_idle=300, reconnect_timeout=60,
                 name=f"wizchat-{name}-{key[:8]}",
             )
@@ -275,19 +291,51 @@ def pool_close(settings: dict | None = None) -> None:
             pool.close(timeout=2)
 
 
+def run(settings: dict, work: Callable[[psycopg.Connection], T], *, connect_timeout: float,
+        operation_timeout: float, name: str, configure: Callable[[psycopg.Connection], None] | None = None,
+        atomic: bool = False) -> T:
+    """`work(conn)` on a pooled autocommit connection — inside one transaction when `atomic` — and its
+    result. A pooled connection the server dropped is replaced and the work run once more (every caller's
+    work is a read or an idempotent write). Failures become BackendError."""
+    from psycopg_pool import PoolTimeout
+
+    pool = pool_get(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout, name=name,
+                    configure=configure)
+    for attempt in (1, 2):
+        try:
+            with pool.connection() as conn:
+                try:
+                    if atomic:
+                        with conn.transaction():
+                            return work(conn)
+                    return work(conn)
+                except psycopg.OperationalError:
+                    if attempt == 1 and conn.broken:
+                        continue
+                    raise
+        except PoolTimeout:
+            # The pool hides why it could not connect: one direct attempt tells (wrong password, server down…).
+            diag = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout)
+            diag.close()
+            raise BackendError("timeout", "No database connection became free within the timeout.") from None
+        except psycopg.Error as error:
+            raise classify(error, settings) from None
+    raise BackendError("unavailable", "The database dropped the connection twice in a row: try again.")
+
+
 @contextlib.contextmanager
 def transaction(settings: dict, *, connect_timeout: float, operation_timeout: float, name: str,
                 configure: Callable[[psycopg.Connection], None] | None = None) -> Iterator[psycopg.Connection]:
-    """A pooled connection inside one transaction (committed on success); failures become BackendError."""
+    """A pooled connection inside one transaction (committed on success); failures become BackendError.
+    No retry: prefer run() for the stores' operations."""
     from psycopg_pool import PoolTimeout
 
     pool = pool_get(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout, name=name,
                     configure=configure)
     try:
-        with pool.connection() as conn:
+        with pool.connection() as conn, conn.transaction():
             yield conn
     except PoolTimeout:
-        # The pool hides why it could not connect: one direct attempt tells (wrong password, server down…).
         diag = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout)
         diag.close()
         raise BackendError("timeout", "No database connection became free within the timeout.") from None

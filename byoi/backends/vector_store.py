@@ -40,8 +40,17 @@ def _register_types(conn: psycopg.Connection) -> bool:
     return True
 
 
-def _configure(conn: psycopg.Connection) -> None:
-    _register_types(conn)
+def _session_ready(conn: psycopg.Connection) -> None:
+    """Types registered and the session's HNSW search width set (outside any transaction: a rolled-back
+    SET would be undone behind the flag's back)."""
+    if getattr(conn, "_wizchat_ef_search", False):
+        return
+    if _register_types(conn):
+        conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(EF_SEARCH)))
+        conn._wizchat_ef_search = True
+
+
+_configure = _session_ready  # every new pooled connection
 
 
 # (settings fingerprint, table) -> (column type, dimensions) of tables known to exist: saves a catalog
@@ -59,9 +68,9 @@ class PgVectorStore(VectorStore):
         self._fp = pg.fingerprint(settings)
 
     # --- plumbing -------------------------------------------------------------------------------------------
-    def _tx(self):
-        return pg.transaction(self.settings, connect_timeout=self.connect_timeout,
-                              operation_timeout=self.operation_timeout, name="vectors", configure=_configure)
+    def _run(self, work, *, atomic: bool = False):
+        return pg.run(self.settings, work, connect_timeout=self.connect_timeout,
+                      operation_timeout=self.operation_timeout, name="vectors", configure=_configure, atomic=atomic)
 
     def close(self) -> None:
         pg.pool_close(self.settings)
@@ -88,9 +97,8 @@ class PgVectorStore(VectorStore):
         _LAYOUTS[(self._fp, table)] = layout
         return layout
 
-    def _gone(self, conn: psycopg.Connection, table: str, empty):
+    def _gone(self, table: str, empty):
         """The table was dropped behind our back (by its owner): forget it and answer as for no data."""
-        conn.rollback()
         _LAYOUTS.pop((self._fp, table), None)
         return empty
 
@@ -105,7 +113,7 @@ class PgVectorStore(VectorStore):
         if known:
             self._check_dimensions(known, dimensions)
             return
-        with self._tx() as conn:
+        def work(conn: psycopg.Connection) -> tuple[str, int]:
             layout = self._layout(conn, table)
             if layout is None:
                 pg.provision_lock(conn)
@@ -113,7 +121,9 @@ class PgVectorStore(VectorStore):
             if layout is None:
                 self._create(conn, table, dimensions)
                 layout = (column_type(dimensions), dimensions)
-            _register_types(conn)
+            return layout
+
+        layout = self._run(work, atomic=True)
         _LAYOUTS[(self._fp, table)] = layout
         self._check_dimensions(layout, dimensions)
 
@@ -165,7 +175,7 @@ class PgVectorStore(VectorStore):
                  self._value(kind, c.embedding)) for c in unique]
         columns = sql.SQL("id, document_id, ordinal, text, metadata, embedding")
         types = ["text", "text", "int4", "text", "jsonb", kind]
-        with self._tx() as conn:
+        def work(conn: psycopg.Connection) -> None:
             _register_types(conn)
             try:
                 with conn.transaction():  # savepoint: a conflicting id only costs this attempt
@@ -183,6 +193,8 @@ class PgVectorStore(VectorStore):
                 "embedding = EXCLUDED.embedding"
             ).format(sql.Identifier(table), columns, columns, staging))
 
+        self._run(work, atomic=True)
+
     @staticmethod
     def _copy(conn, target, columns, types, rows) -> None:
         with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
@@ -193,19 +205,24 @@ class PgVectorStore(VectorStore):
 
     def delete_document(self, chatbot_id: uuid.UUID, document_id: str) -> int:
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+
+        def work(conn: psycopg.Connection) -> int:
             if self._layout(conn, table) is None:
                 return 0
             try:
-                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE document_id = %s").format(sql.Identifier(table)),
-                                   [document_id])
+                return conn.execute(sql.SQL("DELETE FROM {} WHERE document_id = %s").format(sql.Identifier(table)),
+                                    [document_id]).rowcount
             except pg_errors.UndefinedTable:
-                return self._gone(conn, table, 0)
-            return cur.rowcount
+                return self._gone(table, 0)
+
+        return self._run(work)
 
     def search(self, chatbot_id: uuid.UUID, embedding: list[float], k: int = 5) -> list[Hit]:
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+        k = int(k)
+        wide = k > EF_SEARCH  # the session's HNSW search width would cap the results below k
+
+        def work(conn: psycopg.Connection):
             layout = self._layout(conn, table)
             if layout is None:
                 return []
@@ -213,35 +230,50 @@ class PgVectorStore(VectorStore):
             if len(embedding) != dimensions:
                 raise BackendError("dimension_mismatch", f"The query has {len(embedding)} dimensions, the store "
                                                          f"holds {dimensions}-dimension vectors.")
-            _register_types(conn)
-            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(EF_SEARCH, int(k)))))
+            if wide:
+                _register_types(conn)
+                conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(k, 1000))))
+            else:
+                _session_ready(conn)
+            value = self._value(kind, embedding)
             try:
-                rows = conn.execute(sql.SQL(
+                return conn.execute(sql.SQL(
                     "SELECT id, document_id, text, metadata, embedding <=> %s AS distance FROM {} "
                     "ORDER BY embedding <=> %s LIMIT %s"
-                ).format(sql.Identifier(table)), [self._value(kind, embedding)] * 2 + [int(k)]).fetchall()
+                ).format(sql.Identifier(table)), [value, value, k]).fetchall()
             except pg_errors.UndefinedTable:
-                return self._gone(conn, table, [])
+                return self._gone(table, [])
+
+        rows = self._run(work, atomic=wide)
         return [Hit(chunk_id=r[0], document_id=r[1], text=r[2], score=float(r[4]), metadata=r[3] or {})
                 for r in rows]
 
     def count(self, chatbot_id: uuid.UUID) -> int:
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+
+        def work(conn: psycopg.Connection) -> int:
             if self._layout(conn, table) is None:
                 return 0
             try:
                 return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                     sql.Identifier(table))).fetchone()[0])
             except pg_errors.UndefinedTable:
-                return self._gone(conn, table, 0)
+                return self._gone(table, 0)
+
+        return self._run(work)
 
     def document_ids(self, chatbot_id: uuid.UUID) -> list[str]:
         """The documents with chunks in the store (ingestion resumes and migrations compare against it)."""
         table = self.table(chatbot_id)
-        with self._tx() as conn:
+
+        def work(conn: psycopg.Connection) -> list[str]:
             if self._layout(conn, table) is None:
                 return []
-            rows = conn.execute(sql.SQL("SELECT DISTINCT document_id FROM {} ORDER BY 1").format(
-                sql.Identifier(table))).fetchall()
-        return [r[0] for r in rows]
+            try:
+                rows = conn.execute(sql.SQL("SELECT DISTINCT document_id FROM {} ORDER BY 1").format(
+                    sql.Identifier(table))).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._gone(table, [])
+            return [r[0] for r in rows]
+
+        return self._run(work)
