@@ -193,3 +193,15 @@ def test_it_seeds_a_demo_chatbot_that_answers_straight_away(db, openai_server, s
     assert chatbot.documents.get().status == "done"
     assert result["sources"][0]["title"] == SAMPLE_TITLE
     assert "Pro, Pro+, Business and Enterprise" in openai_server.calls("/chat/completions")[-1].body["messages"][0]["content"]
+
+
+@pytest.mark.parametrize("suffix", ["history/", "data-locations/"])
+def test_it_hides_history_and_data_locations_from_another_account(client, outsider, chatbot, suffix):
+    client.force_login(outsider)
+    assert client.get(f"/dashboard/chatbots/{chatbot.id}/{suffix}").status_code == 404
+
+
+def test_it_lets_a_teammate_test_the_chatbot(client, teammate, chatbot, custom_llm):
+    client.force_login(teammate)
+    events = sse(ask(client, chatbot, "Hello?"))
+    assert "".join(d["text"] for kind, d in events if kind == "token") == custom_llm.reply
