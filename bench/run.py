@@ -327,7 +327,8 @@ def report(results: dict, quick: bool) -> str:
         "",
         f"Measured by `make bench` (`python -m bench.run{' --quick' if quick else ''}`) on "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPUs "
-        "(shared with other work while it ran), Python " + platform.python_version() + ". "
+        f"(shared with other work while it ran: load average {results['load']}), Python "
+        + platform.python_version() + ". "
         "Every figure is a ratio or a difference between two measurements taken in the same run, "
         "against embedded PostgreSQL 18 + pgvector and FalkorDB on loopback.",
         "",
@@ -406,6 +407,7 @@ def main(argv=None) -> int:
         print("Retrieval at scale (loading and indexing)…", flush=True)
         results["retrieval"] = bench_retrieval(20_000 if args.quick else 100_000, 100 if args.quick else 300)
         print(results["retrieval"], flush=True)
+        results["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at the end)"
     finally:
         env.stop()
         server.stop()
