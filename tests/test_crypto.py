@@ -203,3 +203,22 @@ class _Sink:
 
     def flush(self):
         pass
+
+
+def test_it_forgets_the_old_keys_once_everything_is_rotated(component, settings, tmp_path):
+    settings.STATE_DIR = tmp_path
+    settings.BYOI_ENCRYPTION_KEY_IN_STATE_DIR = True
+    call_command("rotate_byoi_key", "--generate", stdout=_Sink())
+    call_command("rotate_byoi_key", "--forget-old-keys", stdout=_Sink())
+    assert not (tmp_path / "secrets" / "byoi_encryption_old_keys").exists()
+
+
+def test_it_keeps_the_old_keys_while_a_value_still_needs_them(component, settings, tmp_path):
+    settings.STATE_DIR = tmp_path
+    settings.BYOI_ENCRYPTION_KEY_IN_STATE_DIR = True
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "byoi_encryption_old_keys").write_text(KEY_A + "\n")
+    settings.BYOI_ENCRYPTION_KEY, settings.BYOI_ENCRYPTION_OLD_KEYS = KEY_B, [KEY_A]
+    with pytest.raises(CommandError):
+        call_command("rotate_byoi_key", "--forget-old-keys", stdout=_Sink())
+    assert (tmp_path / "secrets" / "byoi_encryption_old_keys").exists()

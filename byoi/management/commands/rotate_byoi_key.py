@@ -1,4 +1,4 @@
-"""Re-encrypt every BYOI secret under the current BYOI_ENCRYPTION_KEY."""
+"""Re-encrypt every encrypted value under the current BYOI_ENCRYPTION_KEY."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -19,16 +19,22 @@ class Command(BaseCommand):
         "left under an old key, remove the old key from BYOI_ENCRYPTION_OLD_KEYS and restart again.\n"
         "Embedded development setup (key generated into the state folder): --generate writes a new key to "
         "STATE_DIR/secrets/byoi_encryption_key, appends the old one to "
-        "STATE_DIR/secrets/byoi_encryption_old_keys and re-encrypts; restart the servers afterwards. "
-        "Values no key can open are reported and left untouched."
+        "STATE_DIR/secrets/byoi_encryption_old_keys and re-encrypts; restart the servers, run the command "
+        "once more (values written meanwhile under the old key), then --forget-old-keys deletes the old keys "
+        "file once nothing needs it. Values no key can open are reported and left untouched."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="Report what would be re-encrypted; change nothing.")
         parser.add_argument("--generate", action="store_true",
                             help="Development: generate a new key in the state folder first (old one kept as old key).")
+        parser.add_argument("--forget-old-keys", action="store_true",
+                            help="Development: delete the state folder's old keys file once every value is under the "
+                                 "current key.")
 
-    def handle(self, *args, dry_run=False, generate=False, **options):
+    def handle(self, *args, dry_run=False, generate=False, forget_old_keys=False, **options):
+        if forget_old_keys:
+            return self._forget_old_keys(dry_run)
         if generate:
             self._generate(dry_run)
         counts = {"re-encrypted": 0, "already current": 0, "unreadable": 0}
@@ -51,6 +57,24 @@ class Command(BaseCommand):
         if not dry_run and settings.BYOI_ENCRYPTION_OLD_KEYS:
             self.stdout.write("Every value is under the current key: the old keys in BYOI_ENCRYPTION_OLD_KEYS can "
                               "be removed once every process runs with the new key.")
+
+    def _forget_old_keys(self, dry_run: bool) -> None:
+        if not settings.BYOI_ENCRYPTION_KEY_IN_STATE_DIR:
+            raise CommandError("--forget-old-keys only works when the key lives in the state folder; remove the old "
+                               "key from BYOI_ENCRYPTION_OLD_KEYS instead.")
+        stale = sum(1 for model, fields in encrypted_models() for _, raws in self._raw_rows(model, fields)
+                    if any(raw is not None and not KEY_RING.is_current(raw) for raw in raws))
+        if stale:
+            raise CommandError(f"{stale} value(s) are still encrypted under an old key. Run rotate_byoi_key first; "
+                               "the old keys were kept.")
+        old_file = settings.STATE_DIR / "secrets" / "byoi_encryption_old_keys"
+        if dry_run:
+            self.stdout.write(f"Every value is under the current key; would delete {old_file}.")
+            return
+        old_file.unlink(missing_ok=True)
+        settings.BYOI_ENCRYPTION_OLD_KEYS = []
+        audit_record("byoi.old_keys_forgotten")
+        self.stdout.write(f"Every value is under the current key; deleted {old_file}. Restart the servers.")
 
     def _generate(self, dry_run: bool) -> None:
         if not settings.BYOI_ENCRYPTION_KEY_IN_STATE_DIR:
