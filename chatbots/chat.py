@@ -186,6 +186,11 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
     except ComponentFailed as error:
         failed = error
         yield _error_event(error)
+    except Exception:
+        # A bug on WizChat's side, not a component: say so instead of breaking the stream with a 500.
+        log.exception("Chat of chatbot %s failed", chatbot.id)
+        yield {"event": "error", "message": "WizChat could not finish this answer because of an internal error.",
+               "hint": "Try again; if it keeps happening, contact support.", "component": "", "code": "internal"}
     finally:
         messages = [message_new(conversation_id, "user", question)]
         if answer:
