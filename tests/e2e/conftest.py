@@ -3,6 +3,7 @@
 The live server runs in a thread of this process while Playwright's sync API runs an event loop here, so
 Django's async-safety guard is relaxed for these tests only."""
 
+import importlib
 import os
 from pathlib import Path
 
@@ -18,6 +19,14 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screensh
 PASSWORD = "correct horse battery"
 LAPTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(autouse=True)
+def plans(transactional_db):
+    """The plans, seeded as the data migration does: a transactional test before this one flushed them."""
+    from django.apps import apps
+
+    importlib.import_module("wizchat.migrations.0002_seed_plans").seed(apps, None)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from chatbots.models import Chatbot
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WRONG = "wrong-password-123"
 
@@ -184,3 +184,74 @@ def test_it_is_readable_on_a_phone(phone_page, live_server, log_in, make_user, c
     screenshot(page, "12-phone-chatbot-page")
     screenshot(page.locator("#byoi-status"), "12b-phone-chatbot-page-status")
     assert overflow <= 0
+
+
+def test_it_changes_and_disables_byoi_later_on_an_existing_chatbot(
+        page, live_server, log_in, make_user, customer_db, screenshot):
+    from byoi import services
+    from chatbots.services import chatbot_create
+
+    user = make_user("later@example.com", team_name="Later Co")
+    bot = chatbot_create(user.membership.account, name="Existing bot")
+    services.byoi_set_enabled(bot, True)
+    services.component_save(bot, "vector_store", values={k: v for k, v in customer_db.items() if k != "password"},
+                            secrets={"password": customer_db["password"]})
+    log_in(page, user)
+    page.goto(f"{live_server.url}/dashboard/chatbots/{bot.id}/")
+    page.get_by_role("link", name="BYOI settings").click()
+    vectors = page.locator("#byoi-vector_store")
+    expect(vectors.get_by_label("Host")).to_have_value("127.0.0.1")
+    expect(vectors.get_by_label("Password")).to_have_value("")
+    expect(vectors).to_contain_text("Stored — leave blank to keep it")
+    assert customer_db["password"] not in page.content()
+    screenshot(page, "13-byoi-settings")
+
+    vectors.get_by_label("Host").fill("localhost")
+    page.get_by_role("button", name="Save BYOI settings").click()
+    expect(page.locator("#byoi-vector_store")).to_contain_text("Re-enter the password: the host changed.")
+    screenshot(page.locator("#byoi-vector_store"), "14-byoi-settings-reenter-password")
+
+    page.locator("#byoi-vector_store").get_by_label("Password").fill(customer_db["password"])
+    page.get_by_role("button", name="Save BYOI settings").click()
+    expect(page.get_by_text("BYOI settings saved.")).to_be_visible()
+    expect(page.locator("#byoi-row-vector_store")).to_contain_text("localhost")
+
+    page.get_by_role("link", name="BYOI settings").click()
+    page.wait_for_load_state("load")
+    page.get_by_role("switch", name=re.compile("^Vector Store")).uncheck()
+    warning = page.locator("#byoi-vector_store .alert.warn")
+    expect(warning).to_contain_text("Data in your infrastructure is not migrated")
+    expect(warning).to_contain_text("manage.py byoi_migrate")
+    screenshot(page.locator("#byoi-panel"), "15-byoi-settings-disable-warning")
+    page.get_by_role("button", name="Save BYOI settings").click()
+    expect(page.get_by_text("Now using WizChat defaults for: Vector Store")).to_be_visible()
+    expect(page.locator("#byoi-row-vector_store .badge")).to_have_text("WizChat default")
+
+
+def test_it_creates_a_chatbot_with_byoi_without_javascript(browser, live_server, make_user, customer_db, screenshot):
+    from tests.e2e.conftest import LAPTOP, PASSWORD
+
+    user = make_user("nojs@example.com", team_name="NoJS Co")
+    context = browser.new_context(viewport=LAPTOP, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server.url}/login/")
+        page.get_by_label("Username").fill(user.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(f"{live_server.url}/dashboard/chatbots/new/")
+        page.get_by_label("Name", exact=True).fill("No-JS bot")
+        page.get_by_role("switch", name="Enable BYOI").check()
+        page.get_by_role("button", name="Show the BYOI fields I switched on").click()
+        page.get_by_role("switch", name=re.compile("^Vector Store")).check()
+        page.get_by_role("button", name="Show the BYOI fields I switched on").click()
+        vectors = page.locator("#byoi-vector_store")
+        expect(page.get_by_label("Name", exact=True)).to_have_value("No-JS bot")
+        fill_pg(vectors, customer_db)
+        expect(vectors.get_by_role("button", name="Test Connection")).to_be_hidden()
+        screenshot(page, "16-no-javascript-create")
+        page.get_by_role("button", name="Create Chatbot").click()
+        expect(page.get_by_role("heading", name="No-JS bot")).to_be_visible()
+        expect(page.locator("#byoi-row-vector_store .badge")).to_have_text("Untested")
+    finally:
+        context.close()
