@@ -274,21 +274,29 @@ def _ignore_missing(call) -> None:
 
 # -- the job -----------------------------------------------------------------------------------------------
 
+class DocumentGone(Exception):
+    """The document was deleted while its job ran."""
+
+
 def _fail(document: Document, failure: ComponentFailed | DocumentRejected) -> None:
-    document.status = Document.Status.FAILED
     if isinstance(failure, ComponentFailed):
-        document.error_code, document.error_message, document.error_hint = failure.code, str(failure), failure.hint
+        code, message, hint = failure.code, str(failure), failure.hint
     else:
-        document.error_code, document.error_message, document.error_hint = "config", str(failure), ""
-    document.finished = timezone.now()
-    document.save(update_fields=["status", "error_code", "error_message", "error_hint", "finished", "updated"])
+        code, message, hint = "config", str(failure), ""
+    _record(document, status=Document.Status.FAILED, error_code=code, error_message=message, error_hint=hint,
+            finished=timezone.now())
+
+
+def _record(document: Document, **fields) -> int:
+    for name, value in fields.items():
+        setattr(document, name, value)
+    # A plain UPDATE: the row may have been deleted meanwhile.
+    return Document.objects.filter(pk=document.pk).update(**fields, updated=timezone.now())
 
 
 def _progress(document: Document, **fields) -> None:
-    for name, value in fields.items():
-        setattr(document, name, value)
-    # A plain UPDATE: the row may have been deleted meanwhile; then the job simply stops touching it.
-    Document.objects.filter(pk=document.pk).update(**fields, updated=timezone.now())
+    if not _record(document, **fields):
+        raise DocumentGone(str(document.id))
 
 
 def document_ingest(document_id) -> Document:
@@ -305,6 +313,9 @@ def document_ingest(document_id) -> Document:
               error_code="", error_message="", error_hint="")
     try:
         _ingest(document, source.text)
+    except DocumentGone:
+        _clean_up_after_delete(document)
+        return document
     except (ComponentFailed, DocumentRejected) as failure:
         _fail(document, failure)
         if isinstance(failure, ComponentFailed):
@@ -313,15 +324,27 @@ def document_ingest(document_id) -> Document:
     except Exception as error:
         # A bug, not a component: say so plainly, keep the staged text so the job can be retried.
         log.exception("Ingestion of document %s failed", document.id)
-        document.status = Document.Status.FAILED
-        document.error_code, document.error_hint = "unavailable", "Retry; if it fails again, contact support."
-        document.error_message = f"Ingestion stopped on an unexpected error ({type(error).__name__})."
-        document.finished = timezone.now()
-        document.save(update_fields=["status", "error_code", "error_message", "error_hint", "finished", "updated"])
+        _record(document, status=Document.Status.FAILED, error_code="unavailable",
+                error_message=f"Ingestion stopped on an unexpected error ({type(error).__name__}).",
+                error_hint="Retry; if it fails again, contact support.", finished=timezone.now())
         return document
-    _progress(document, status=Document.Status.DONE, finished=timezone.now())
+    if not _record(document, status=Document.Status.DONE, finished=timezone.now()):
+        _clean_up_after_delete(document)
+        return document
     DocumentSource.objects.filter(document=document).delete()
     return document
+
+
+def _clean_up_after_delete(document: Document) -> None:
+    """The document was deleted while this job wrote to the stores: remove what the job wrote after the delete."""
+    try:
+        stack = resolve_stack(document.chatbot)
+        with component(stack, "vector_store") as store:
+            _ignore_missing(lambda: store.delete_document(document.chatbot_id, str(document.id)))
+        with component(stack, "graph") as graph:
+            _ignore_missing(lambda: graph.delete_document(document.chatbot_id, str(document.id)))
+    except ComponentFailed as failure:
+        log.warning("Chunks of deleted document %s may remain: %s", document.id, failure.code)
 
 
 def _ingest(document: Document, text: str) -> None:

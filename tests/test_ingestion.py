@@ -341,3 +341,16 @@ def test_it_deletes_a_document_from_the_page(owner_client, chatbot):
     assert response.status_code == 302
     assert not chatbot.documents.exists()
     assert stack_of(chatbot).vector_store.count(chatbot.id) == 0
+
+
+def test_it_leaves_no_chunks_when_a_document_is_deleted_during_its_job(chatbot, monkeypatch):
+    document, _ = document_add(chatbot, title="Guide", text=TEXT, queue=False)
+    original = ingestion._ingest
+
+    def delete_midway(doc, text):
+        Document.objects.filter(pk=doc.pk).delete()  # the user deletes it while the job runs
+        original(doc, text)
+
+    monkeypatch.setattr(ingestion, "_ingest", delete_midway)
+    document_ingest(document.id)
+    assert stack_of(chatbot).vector_store.count(chatbot.id) == 0
