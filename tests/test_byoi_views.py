@@ -440,3 +440,32 @@ def test_it_answers_404_to_another_account_saving_byoi_settings(client, outsider
     assert client.post(settings_url(byoi_bot), {}).status_code == 404
     byoi_bot.refresh_from_db()
     assert byoi_bot.byoi_enabled
+
+
+def test_it_never_renders_a_secret_on_the_chatbot_edit_page(owner_client, byoi_bot):
+    body = owner_client.get(f"/dashboard/chatbots/{byoi_bot.id}/edit/").content.decode()
+    assert f'href="/byoi/chatbots/{byoi_bot.id}/"' in body
+    assert SECRET not in body
+
+
+def test_it_lets_a_downgraded_account_switch_byoi_off(owner_client, owner, byoi_bot):
+    from wizchat.models import Plan
+
+    account = owner.membership.account
+    account.plan = Plan.objects.get(slug="free")
+    account.save()
+    page = owner_client.get(settings_url(byoi_bot)).content.decode()
+    assert "is not included in your Free plan" in page
+    assert 'name="byoi-enabled"' in page
+    owner_client.post(settings_url(byoi_bot), {})
+    byoi_bot.refresh_from_db()
+    assert not byoi_bot.byoi_enabled
+
+
+def test_it_tells_a_downgraded_account_that_its_byoi_chatbot_is_suspended(owner_client, owner, byoi_bot):
+    from wizchat.models import Plan
+
+    account = owner.membership.account
+    account.plan = Plan.objects.get(slug="free")
+    account.save()
+    assert "no longer includes it, so the chatbot cannot answer" in detail(owner_client, byoi_bot)
