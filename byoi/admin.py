@@ -105,6 +105,13 @@ class BYOIComponentAdmin(_ComponentDisplay, admin.ModelAdmin):
             obj.enabled = not wanted
             services.component_set_enabled(obj, wanted, actor=request.user)
 
+    def delete_model(self, request, obj):
+        services.component_delete(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset.select_related("chatbot__account"):
+            services.component_delete(obj, actor=request.user)
+
     @admin.action(description="Re-run Test Connection")
     def rerun_test_connection(self, request, queryset):
         started = 0

@@ -265,6 +265,15 @@ def component_disable(chatbot, kind: str, actor=None) -> BYOIComponent | None:
     return component_set_enabled(component, False, actor=actor)
 
 
+def component_delete(component: BYOIComponent, actor=None) -> None:
+    """Forget the component's settings (secrets included). Data in the customer's infrastructure stays."""
+    chatbot, kind, pk = component.chatbot, component.kind, component.pk
+    with transaction.atomic():
+        component.delete()
+        audit_record("byoi.component_deleted", chatbot=chatbot, actor=actor, kind=kind)
+        _forget_backend(pk)
+
+
 def byoi_set_enabled(chatbot, enabled: bool, actor=None):
     """The chatbot-level BYOI switch. Enabling is plan-gated; disabling always works (defaults take over)."""
     if enabled:

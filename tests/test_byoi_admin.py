@@ -99,3 +99,9 @@ def test_it_enables_a_component_from_the_chatbot_inline(component, admin_client)
 def test_it_keeps_secrets_out_of_a_connection_tests_repr(chatbot):
     test = services.connection_test_start(chatbot.account, "vector_store", PG, {"password": PASSWORD})
     assert PASSWORD not in repr(test) + str(test)
+
+
+def test_it_audits_a_component_deleted_in_the_admin(component, admin_client):
+    admin_client.post(reverse("admin:byoi_byoicomponent_delete", args=[component.pk]), {"post": "yes"})
+    assert (BYOIComponent.objects.filter(pk=component.pk).exists(),
+            AuditEvent.objects.filter(action="byoi.component_deleted").count()) == (False, 1)
