@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from wizchat.plans import PlanLimitReached
@@ -61,22 +62,45 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def retrieve(chatbot: Chatbot, stack, question: str) -> tuple[list, list, dict]:
-    """(hits, facts, titles) for the question: nearest chunks, graph facts about the entities involved, and
-    the documents' current titles."""
-    has_chunks, has_graph, titles = False, False, {}
+@dataclass
+class Knowledge:
+    """What the platform knows about the chatbot's documents (no content): titles and what is indexed."""
+
+    titles: dict = field(default_factory=dict)
+    has_chunks: bool = False
+    has_graph: bool = False
+
+
+def knowledge_of(chatbot: Chatbot) -> Knowledge:
+    known = Knowledge()
     for doc_id, title, embedded, graphed in chatbot.documents.values_list("id", "title", "chunks_embedded",
                                                                           "chunks_graphed"):
-        has_chunks, has_graph = has_chunks or embedded > 0, has_graph or graphed > 0
-        titles[str(doc_id)] = title
-    if not has_chunks:
-        return [], [], titles
+        known.has_chunks, known.has_graph = known.has_chunks or embedded > 0, known.has_graph or graphed > 0
+        known.titles[str(doc_id)] = title
+    return known
+
+
+def _embed_question(stack, question: str) -> list[float]:
     with component(stack, "embeddings") as embedder:
-        vector = embedder.embed([question])[0]
+        return embedder.embed([question])[0]
+
+
+# Embedding the question runs beside the platform queries that precede retrieval (ONNX and HTTP release the GIL).
+_EMBEDDER_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-embed")
+
+
+def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = None,
+             vector: Future | None = None) -> tuple[list, list, dict]:
+    """(hits, facts, titles) for the question: nearest chunks, graph facts about the entities involved, and
+    the documents' current titles. `vector` may be the question's embedding already under way."""
+    known = known or knowledge_of(chatbot)
+    if not known.has_chunks:
+        return [], [], known.titles
+    query = vector.result() if vector is not None else _embed_question(stack, question)
     with component(stack, "vector_store") as store:
-        hits = store.search(chatbot.id, vector, k=TOP_K)
+        hits = store.search(chatbot.id, query, k=TOP_K)
     facts = []
-    if has_graph:
+    if known.has_graph:
         names = extraction.mentioned_entities(question)
         for hit in hits:
             for name in extraction.mentioned_entities(hit.text):
@@ -85,7 +109,7 @@ def retrieve(chatbot: Chatbot, stack, question: str) -> tuple[list, list, dict]:
         if names:
             with component(stack, "graph") as graph:
                 facts = graph.neighbourhood(chatbot.id, names[:20], limit=MAX_FACTS)
-    return hits, facts, titles
+    return hits, facts, known.titles
 
 
 def prompt_build(chatbot: Chatbot, question: str, hits: list, facts: list, history: list | None = None,
@@ -129,9 +153,10 @@ def sources_of(hits: list, titles: dict) -> list[dict]:
     return out
 
 
-def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = None, stack=None) -> Prepared:
+def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = None, stack=None,
+                 known: Knowledge | None = None, vector: Future | None = None) -> Prepared:
     stack = stack or resolve_stack(chatbot)
-    hits, facts, titles = retrieve(chatbot, stack, question)
+    hits, facts, titles = retrieve(chatbot, stack, question, known, vector)
     history = []
     if conversation_id:
         from conversations.services import conversation_history
@@ -165,9 +190,11 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
     if not conversation_id or not _is_uuid(conversation_id):
         conversation_id = uuid.uuid4().hex
     try:
+        stack = resolve_stack(chatbot)
+        known = knowledge_of(chatbot)
+        vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question) if known.has_chunks else None
         if count_quota:
             message_quota_use(chatbot.account)
-        stack = resolve_stack(chatbot)
     except (PlanLimitReached, ComponentFailed) as error:
         yield _error_event(error)
         return
@@ -176,7 +203,7 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
     sources: list[dict] = []
     failed = None
     try:
-        prepared = chat_prepare(chatbot, question, conversation_id, stack=stack)
+        prepared = chat_prepare(chatbot, question, conversation_id, stack=stack, known=known, vector=vector)
         sources = prepared.sources
         with component(stack, "llm") as llm:
             for delta in llm.stream(prepared.messages, max_tokens=ANSWER_TOKENS):
