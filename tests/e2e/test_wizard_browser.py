@@ -76,7 +76,10 @@ def test_it_sets_up_byoi_in_the_browser_and_shows_green_checkmarks(
     screenshot(page, "04-vector-store-wrong-password")
 
     vectors.get_by_label("Password").fill(customer_db["password"])
+    expect(vectors.locator("#byoi-vector_store-test")).to_have_class(re.compile(r"\bstale\b"))
+    screenshot(vectors, "04b-vector-store-result-stale")
     run_test_connection(vectors, "vector_store", "Connection OK")
+    expect(vectors.locator("#byoi-vector_store-test")).not_to_have_class(re.compile(r"\bstale\b"))
 
     conversations = switch_on(page, "conversations", "Conversations")
     fill_pg(conversations, customer_db)
