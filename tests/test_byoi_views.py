@@ -469,3 +469,20 @@ def test_it_tells_a_downgraded_account_that_its_byoi_chatbot_is_suspended(owner_
     account.plan = Plan.objects.get(slug="free")
     account.save()
     assert "no longer includes it, so the chatbot cannot answer" in detail(owner_client, byoi_bot)
+
+
+def test_it_refills_a_disabled_components_saved_values_when_switched_back_on(owner_client, byoi_bot):
+    services.component_disable(byoi_bot, "vector_store")
+    url = f"/byoi/chatbots/{byoi_bot.id}/panel/vector_store/"
+    body = owner_client.post(url, {"byoi-enabled": "on", "vector_store-enabled": "on"}, **HX).content.decode()
+    assert 'value="db.example.com"' in body
+    assert "Stored — leave blank to keep it" in body
+    assert SECRET not in body
+
+
+def test_it_renders_a_test_connection_page_without_htmx(owner_client):
+    response = owner_client.post("/byoi/test/llm/", llm_post())
+    body = response.content.decode()
+    assert "<html" in body
+    assert f"/byoi/tests/{ConnectionTest.objects.get().id}/" in body
+    assert SECRET not in body
