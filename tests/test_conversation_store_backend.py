@@ -190,3 +190,14 @@ def test_it_reports_an_unknown_database_by_name(customer_db):
 
     assert caught.value.code == "config"
     assert "no_such_db" in caught.value.message
+
+
+def test_it_recreates_a_table_its_owner_dropped_on_the_next_append(store, customer_db):
+    bot = uuid.uuid4()
+    store.append(bot, message("c1", 1))
+    with psycopg.connect(PEERS.customer_pg.dsn(customer_db["database"]), autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{store.table(bot)}"')
+
+    stored = store.append(bot, message("c1", 2))
+
+    assert (stored, [m.content for m in store.history(bot, "c1")]) == (True, ["message 2"])

@@ -370,3 +370,14 @@ def test_it_returns_k_hits_when_k_exceeds_the_hnsw_search_width(store):
     store.upsert(bot, [chunk("a", i, [rng.uniform(-1, 1) for _ in range(8)]) for i in range(160)])
 
     assert len(store.search(bot, unit(8, 0), k=130)) == 130
+
+
+def test_it_recreates_a_table_its_owner_dropped_on_the_next_write(store, customer_db):
+    bot = uuid.uuid4()
+    store.upsert(bot, [chunk("a", 0, unit(8, 0))])
+    with psycopg.connect(PEERS.customer_pg.dsn(customer_db["database"]), autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{store.table(bot)}"')
+
+    store.upsert(bot, [chunk("b", 0, unit(8, 1))])
+
+    assert [h.chunk_id for h in store.search(bot, unit(8, 1), k=5)] == ["b:0"]

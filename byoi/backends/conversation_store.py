@@ -87,18 +87,26 @@ class PgConversationStore(ConversationStore):
 
     def append(self, chatbot_id: uuid.UUID, message: Message) -> bool:
         """Store the message; False if a message with this id was already stored (nothing changes)."""
-        self.provision(chatbot_id)
         table = self.table(chatbot_id)
         values = [str(message.id), str(message.conversation_id), str(message.role),
                   message.content.replace("\x00", ""), _created(message.created), Jsonb(message.metadata or {})]
 
-        def work(conn: psycopg.Connection) -> bool:
-            return conn.execute(sql.SQL(
-                "INSERT INTO {} (id, conversation_id, role, content, created, metadata) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING"
-            ).format(sql.Identifier(table)), values).rowcount == 1
+        def work(conn: psycopg.Connection) -> bool | None:
+            try:
+                return conn.execute(sql.SQL(
+                    "INSERT INTO {} (id, conversation_id, role, content, created, metadata) VALUES (%s, %s, %s, %s, "
+                    "%s, %s) ON CONFLICT (id) DO NOTHING"
+                ).format(sql.Identifier(table)), values).rowcount == 1
+            except pg_errors.UndefinedTable:
+                return self._missing(table, None)
 
-        return self._run(work)
+        for _ in range(2):
+            self.provision(chatbot_id)
+            stored = self._run(work)
+            if stored is not None:
+                return stored
+            # the table was dropped behind our back (by its owner): create it again and write once more
+        raise BackendError("unavailable", "The conversations table keeps disappearing: check who drops it.")
 
     def conversations(self, chatbot_id: uuid.UUID, limit: int = 50) -> list[dict]:
         """[{id, started, last, messages}] newest first; times are ISO 8601 strings like Message.created."""

@@ -168,32 +168,46 @@ class PgVectorStore(VectorStore):
             if len(chunk.embedding) != dimensions:
                 raise BackendError("dimension_mismatch", f"Chunk {chunk.id} has {len(chunk.embedding)} dimensions, "
                                                          f"others have {dimensions}.")
-        self.provision(chatbot_id, dimensions)
+        for _ in range(2):
+            self.provision(chatbot_id, dimensions)
+            if self._upsert(chatbot_id, unique):
+                return
+            # The table was dropped behind our back (by its owner): create it again and write once more.
+            _LAYOUTS.pop((self._fp, self.table(chatbot_id)), None)
+        raise BackendError("unavailable", "The vector table keeps disappearing: check who drops it.")
+
+    def _upsert(self, chatbot_id: uuid.UUID, chunks: list[Chunk]) -> bool:
+        """Write the chunks; False if the table turned out to be gone."""
         table = self.table(chatbot_id)
         kind, _ = _LAYOUTS[(self._fp, table)]
         rows = [(c.id, c.document_id, int(c.ordinal), c.text.replace("\x00", ""), Jsonb(c.metadata or {}),
-                 self._value(kind, c.embedding)) for c in unique]
+                 self._value(kind, c.embedding)) for c in chunks]
         columns = sql.SQL("id, document_id, ordinal, text, metadata, embedding")
         types = ["text", "text", "int4", "text", "jsonb", kind]
-        def work(conn: psycopg.Connection) -> None:
+
+        def work(conn: psycopg.Connection) -> bool:
             _register_types(conn)
             try:
-                with conn.transaction():  # savepoint: a conflicting id only costs this attempt
-                    self._copy(conn, sql.Identifier(table), columns, types, rows)
-                return
-            except pg_errors.UniqueViolation:
-                pass
-            staging = sql.Identifier(f"wizchat_staging_{uuid.uuid4().hex}")
-            conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                staging, sql.Identifier(table)))
+                try:
+                    with conn.transaction():  # savepoint: a conflicting id only costs this attempt
+                        self._copy(conn, sql.Identifier(table), columns, types, rows)
+                    return True
+                except pg_errors.UniqueViolation:
+                    pass
+                staging = sql.Identifier(f"wizchat_staging_{uuid.uuid4().hex}")
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                    staging, sql.Identifier(table)))
+            except pg_errors.UndefinedTable:
+                return False
             self._copy(conn, staging, columns, types, rows)
             conn.execute(sql.SQL(
                 "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET document_id = EXCLUDED.document_id, "
                 "ordinal = EXCLUDED.ordinal, text = EXCLUDED.text, metadata = EXCLUDED.metadata, "
                 "embedding = EXCLUDED.embedding"
             ).format(sql.Identifier(table), columns, columns, staging))
+            return True
 
-        self._run(work, atomic=True)
+        return self._run(work, atomic=True)
 
     @staticmethod
     def _copy(conn, target, columns, types, rows) -> None:
