@@ -38,9 +38,9 @@ def data_locations(chatbot) -> list[dict]:
     counters = [
         ("llm", "Answers", None),
         ("embeddings", "Document and question vectors", None),
-        ("vector_store", "Chunks", lambda b: b.count(chatbot.id)),
-        ("graph", "Graph nodes", lambda b: b.count(chatbot.id)),
-        ("conversations", "Messages", lambda b: b.count(chatbot.id)),
+        ("vector_store", "chunk", lambda b: b.count(chatbot.id)),
+        ("graph", "graph node", lambda b: b.count(chatbot.id)),
+        ("conversations", "message", lambda b: b.count(chatbot.id)),
     ]
     for kind, what, count in counters:
         row = {"kind": kind, "label": component_label(kind), "where": location(stack, kind), "what": what,

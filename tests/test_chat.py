@@ -136,7 +136,7 @@ def test_it_shows_live_data_locations(owner_client, chatbot, knowledge, custom_l
     body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/data-locations/",
                             HTTP_HX_REQUEST="true").content.decode()
     assert f"Your infrastructure ({custom_llm.base_url})" in body
-    assert f'<span class="count">{knowledge.chunks_total}</span> chunks' in body
+    assert f'<span class="count">{knowledge.chunks_total}</span> chunk' in body
     assert '<span class="count">2</span> messages' in body
 
 

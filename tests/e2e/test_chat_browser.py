@@ -30,5 +30,5 @@ def test_it_ingests_and_streams_an_answer_with_sources(page, log_in, live_server
     expect(page.locator("#data-locations")).to_contain_text("Your infrastructure")
     expect(page.locator("#history")).to_contain_text("2 messages")
     expect(page.locator("#data-locations")).to_contain_text("2 messages")
-    expect(page.locator("#data-locations")).to_contain_text("1 chunks")
+    expect(page.locator("#data-locations")).to_contain_text("1 chunk")
     screenshot(page, "chat-answer-with-sources")
