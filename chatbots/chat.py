@@ -187,7 +187,8 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
     except QuestionRejected as error:
         yield _error_event(error)
         return
-    if not conversation_id or not _is_uuid(conversation_id):
+    continuing = bool(conversation_id) and _is_uuid(conversation_id)
+    if not continuing:
         conversation_id = uuid.uuid4().hex
     try:
         stack = resolve_stack(chatbot)
@@ -203,7 +204,8 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
     sources: list[dict] = []
     failed = None
     try:
-        prepared = chat_prepare(chatbot, question, conversation_id, stack=stack, known=known, vector=vector)
+        prepared = chat_prepare(chatbot, question, conversation_id if continuing else None, stack=stack,
+                                known=known, vector=vector)
         sources = prepared.sources
         with component(stack, "llm") as llm:
             for delta in llm.stream(prepared.messages, max_tokens=ANSWER_TOKENS):
