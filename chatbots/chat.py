@@ -154,7 +154,8 @@ def sources_of(hits: list, titles: dict) -> list[dict]:
 
 
 def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = None, stack=None,
-                 known: Knowledge | None = None, vector: Future | None = None) -> Prepared:
+                 known: Knowledge | None = None, vector: Future | None = None, asked_id: str = "") -> Prepared:
+    """`asked_id`: the id of the question being stored meanwhile, which the history must not repeat."""
     stack = stack or resolve_stack(chatbot)
     hits, facts, titles = retrieve(chatbot, stack, question, known, vector)
     history = []
@@ -162,7 +163,8 @@ def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = 
         from conversations.services import conversation_history
 
         try:
-            history = conversation_history(chatbot, conversation_id, stack=stack, limit=2 * HISTORY_TURNS)
+            history = [m for m in conversation_history(chatbot, conversation_id, stack=stack,
+                                                        limit=2 * HISTORY_TURNS + 1) if m.id != asked_id]
         except ComponentFailed as failure:
             # Earlier turns only add context; the answer can go ahead (the message is still stored or queued).
             log.warning("History of chatbot %s unavailable (%s)", chatbot.id, failure.code)
@@ -180,7 +182,12 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
                 count_quota: bool = True) -> Iterator[dict]:
     """The whole exchange as events. Stores the question and the answer through the conversations backend
     (or its outbox) at the end, whatever happened in between."""
-    from conversations.services import conversation_append, message_new, message_quota_use
+    from conversations.services import (
+        conversation_append_finish,
+        conversation_append_start,
+        message_new,
+        message_quota_use,
+    )
 
     try:
         question = question_clean(question)
@@ -200,12 +207,14 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         yield _error_event(error)
         return
     yield {"event": "meta", "conversation_id": conversation_id}
+    asked = message_new(conversation_id, "user", question)
+    pending = conversation_append_start(chatbot, asked, stack)  # stored while the answer is prepared
     answer: list[str] = []
     sources: list[dict] = []
     failed = None
     try:
         prepared = chat_prepare(chatbot, question, conversation_id if continuing else None, stack=stack,
-                                known=known, vector=vector)
+                                known=known, vector=vector, asked_id=asked.id)
         sources = prepared.sources
         with component(stack, "llm") as llm:
             for delta in llm.stream(prepared.messages, max_tokens=ANSWER_TOKENS):
@@ -221,13 +230,13 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         yield {"event": "error", "message": "WizChat could not finish this answer because of an internal error.",
                "hint": "Try again; if it keeps happening, contact support.", "component": "", "code": "internal"}
     finally:
-        messages = [message_new(conversation_id, "user", question)]
+        replies = []
         if answer:
             meta = {"sources": [{k: s[k] for k in ("n", "title", "snippet", "document_id")} for s in sources]}
             if failed:
                 meta["error"] = failed.code
-            messages.append(message_new(conversation_id, "assistant", "".join(answer), meta))
-        stored = conversation_append(chatbot, *messages, stack=stack)
+            replies.append(message_new(conversation_id, "assistant", "".join(answer), meta))
+        stored = conversation_append_finish(chatbot, pending, asked, *replies, stack=stack)
     yield {"event": "done", "stored": stored, "conversation_id": conversation_id}
 
 

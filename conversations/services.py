@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import date
 
@@ -29,9 +30,46 @@ def message_new(conversation_id: str, role: str, content: str, metadata: dict | 
 
 
 def _append(stack, chatbot, message: Message) -> bool:
+    """The backend call alone (no Django): safe in a worker thread."""
     provision_once(stack, "conversations", chatbot.id)
     with component(stack, "conversations") as store:
         return store.append(chatbot.id, message)
+
+
+# Storing the question runs while the answer streams; the answer is stored after it, in order.
+_STORE_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-store")
+
+
+def conversation_append_start(chatbot, message: Message, stack) -> Future | None:
+    """Start storing the first message of an exchange in the background. None when the chatbot has queued
+    messages: then everything goes through conversation_append to keep the order."""
+    if Outbox.objects.filter(chatbot=chatbot).exists():
+        return None
+    return _STORE_THREADS.submit(_append, stack, chatbot, message)
+
+
+def conversation_append_finish(chatbot, pending: Future | None, first: Message, *rest: Message, stack) -> str:
+    """Complete what conversation_append_start began: wait for `first`, then store `rest` after it."""
+    if pending is None:
+        return conversation_append(chatbot, first, *rest, stack=stack)
+    try:
+        outcome = "stored" if pending.result() else "duplicate"
+    except ComponentFailed as failure:
+        log.warning("Conversations store of chatbot %s failed (%s); messages queued", chatbot.id, failure.code)
+        for message in (first, *rest):
+            outbox_put(chatbot, message, failure)
+        return "queued"
+    queued = False
+    for message in rest:
+        if queued:
+            outbox_put(chatbot, message, None)
+            continue
+        try:
+            outcome = "stored" if _append(stack, chatbot, message) else "duplicate"
+        except ComponentFailed as failure:
+            outbox_put(chatbot, message, failure)
+            queued, outcome = True, "queued"
+    return outcome
 
 
 def conversation_append(chatbot, *messages: Message, stack=None) -> str:

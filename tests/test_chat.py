@@ -205,3 +205,16 @@ def test_it_lets_a_teammate_test_the_chatbot(client, teammate, chatbot, custom_l
     client.force_login(teammate)
     events = sse(ask(client, chatbot, "Hello?"))
     assert "".join(d["text"] for kind, d in events if kind == "token") == custom_llm.reply
+
+
+def test_it_answers_and_queues_the_exchange_when_the_conversations_database_is_down(chatbot, custom_llm,
+                                                                                   customer_db):
+    from conversations.models import Outbox
+
+    component_save(chatbot, "conversations", values={**customer_db, "port": 9},
+                   secrets={"password": customer_db["password"]})
+    result = chat_answer(chatbot, "Still there?")
+    queued = [json.loads(row.payload) for row in Outbox.objects.order_by("created", "id")]
+    assert result["answer"] == custom_llm.reply
+    assert result["stored"] == "queued"
+    assert [(m["role"], m["content"]) for m in queued] == [("user", "Still there?"), ("assistant", custom_llm.reply)]
