@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from byoi.errors import BackendError, HINTS  # noqa: F401 - re-exported for backends
 
-__all__ = ["BackendError", "HINTS", "Chunk", "Hit", "Entity", "Relation", "Fact", "Message",
+__all__ = ["BackendError", "HINTS", "Chunk", "Hit", "Entity", "Relation", "Fact", "Message", "GraphChunk",
            "LLM", "Embeddings", "VectorStore", "Graph", "ConversationStore"]
 
 
@@ -54,6 +54,16 @@ class Fact:
     relation: str
     target: str
     chunk_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GraphChunk:
+    """What the graph holds for one chunk: the entities it mentions and the relations it stated."""
+
+    chunk_id: str
+    document_id: str
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
 
 
 @dataclass
@@ -114,6 +124,20 @@ class VectorStore(Backend):
     def count(self, chatbot_id: uuid.UUID) -> int:
         raise NotImplementedError
 
+    # --- reading everything back (operators' migrations) ---------------------------------------------------
+    def iter_chunks(self, chatbot_id: uuid.UUID, batch_size: int = 500,
+                    after_id: str | None = None) -> Iterator[list[Chunk]]:
+        """Every chunk (embedding included) in id order, in batches, starting after `after_id`."""
+        raise NotImplementedError
+
+    def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
+        """Which of these chunk ids the store holds (empty when the chatbot has no table yet)."""
+        raise NotImplementedError
+
+    def dimensions(self, chatbot_id: uuid.UUID) -> int | None:
+        """The dimensions of the chatbot's stored vectors, None when it has no table yet."""
+        raise NotImplementedError
+
 
 class Graph(Backend):
     def provision(self, chatbot_id: uuid.UUID) -> None:
@@ -133,6 +157,15 @@ class Graph(Backend):
         """{"nodes": n, "relationships": m} for the chatbot's graph."""
         raise NotImplementedError
 
+    def iter_chunks(self, chatbot_id: uuid.UUID, batch_size: int = 500,
+                    after_id: str | None = None) -> Iterator[list[GraphChunk]]:
+        """Every chunk node with its entities and relations, in chunk id order, in batches."""
+        raise NotImplementedError
+
+    def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
+        """Which of these chunk ids have a chunk node in the graph."""
+        raise NotImplementedError
+
 
 class ConversationStore(Backend):
     def provision(self, chatbot_id: uuid.UUID) -> None:
@@ -150,4 +183,13 @@ class ConversationStore(Backend):
         raise NotImplementedError
 
     def count(self, chatbot_id: uuid.UUID) -> int:
+        raise NotImplementedError
+
+    def iter_messages(self, chatbot_id: uuid.UUID, batch_size: int = 500,
+                      after_id: str | None = None) -> Iterator[list[Message]]:
+        """Every message in id order, in batches, starting after `after_id`."""
+        raise NotImplementedError
+
+    def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
+        """Which of these message ids the store holds."""
         raise NotImplementedError

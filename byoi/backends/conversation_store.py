@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -148,5 +149,48 @@ class PgConversationStore(ConversationStore):
                     sql.Identifier(table))).fetchone()[0])
             except pg_errors.UndefinedTable:
                 return self._missing(table, 0)
+
+        return self._run(work)
+
+    # --- reading everything back (operators' migrations) -----------------------------------------------------
+    def iter_messages(self, chatbot_id: uuid.UUID, batch_size: int = 500,
+                      after_id: str | None = None) -> Iterator[list[Message]]:
+        """Every message in id order, `batch_size` at a time (keyset pages)."""
+        table = self.table(chatbot_id)
+        batch_size = max(1, int(batch_size))
+        last = after_id
+
+        def page(conn: psycopg.Connection) -> list:
+            where = sql.SQL("WHERE id > %s ") if last is not None else sql.SQL("")
+            params = ([last] if last is not None else []) + [batch_size]
+            try:
+                return conn.execute(sql.SQL(
+                    "SELECT id, conversation_id, role, content, created, metadata FROM {} {}ORDER BY id LIMIT %s"
+                ).format(sql.Identifier(table), where), params).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._missing(table, [])
+
+        while True:
+            rows = self._run(page)
+            if not rows:
+                return
+            yield [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], created=_iso(r[4]),
+                           metadata=r[5] or {}) for r in rows]
+            if len(rows) < batch_size:
+                return
+            last = rows[-1][0]
+
+    def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
+        table = self.table(chatbot_id)
+        if not ids:
+            return set()
+
+        def work(conn: psycopg.Connection) -> set[str]:
+            try:
+                rows = conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+                                    [list(ids)]).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._missing(table, set())
+            return {r[0] for r in rows}
 
         return self._run(work)

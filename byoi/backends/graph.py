@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import uuid
+from collections.abc import Iterator
 
 import falkordb
 import redis
@@ -22,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from byoi.backends import pg
-from byoi.backends.base import BackendError, Entity, Fact, Graph, Relation
+from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
 from byoi.logging import scrub
 
 MIN_FALKORDB_VERSION = 40000  # MODULE LIST reports 4.16.3 as 41603
@@ -364,3 +365,40 @@ class FalkorGraph(Graph):
         except (redis.RedisError, OSError) as error:
             raise classify(error, self.settings, self.connect_timeout) from None
         _PROVISIONED.discard((self._fp, graph_name(chatbot_id)))
+
+    # --- reading everything back (operators' migrations) -----------------------------------------------------
+    def iter_chunks(self, chatbot_id: uuid.UUID, batch_size: int = 500,
+                    after_id: str | None = None) -> Iterator[list[GraphChunk]]:
+        """Every chunk node with the entities it mentions and the relations it stated, in chunk id order."""
+        batch_size = max(1, int(batch_size))
+        last = after_id
+        while True:
+            found = self._run(chatbot_id, "MATCH (c:Chunk) WHERE $after IS NULL OR c.id > $after "
+                                          "RETURN c.id, c.document_id ORDER BY c.id LIMIT $n",
+                              {"after": last, "n": batch_size}, read_only=True)
+            rows = found.result_set if found is not None else []
+            if not rows:
+                return
+            chunks = {row[0]: GraphChunk(chunk_id=row[0], document_id=row[1] or "") for row in rows}
+            ids = list(chunks)
+            mentions = self._run(chatbot_id, "UNWIND $ids AS id MATCH (c:Chunk {id: id})-[:MENTIONS]->(e:Entity) "
+                                             "RETURN c.id, e.name, e.label ORDER BY c.id, e.key",
+                                 {"ids": ids}, read_only=True)
+            for chunk_id, name, label in (mentions.result_set if mentions is not None else []):
+                chunks[chunk_id].entities.append(Entity(name=name, label=label or "Entity"))
+            related = self._run(chatbot_id, "UNWIND $ids AS id MATCH (a:Entity)-[r:RELATED {chunk_id: id}]->(b:Entity) "
+                                            "RETURN r.chunk_id, a.name, r.type, b.name ORDER BY r.chunk_id, a.key, b.key",
+                                {"ids": ids}, read_only=True)
+            for chunk_id, source, kind, target in (related.result_set if related is not None else []):
+                chunks[chunk_id].relations.append(Relation(source=source, target=target, type=kind or "RELATED_TO"))
+            yield list(chunks.values())
+            if len(rows) < batch_size:
+                return
+            last = rows[-1][0]
+
+    def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        found = self._run(chatbot_id, "UNWIND $ids AS id MATCH (c:Chunk {id: id}) RETURN c.id",
+                          {"ids": [str(i) for i in ids]}, read_only=True)
+        return {row[0] for row in found.result_set} if found is not None else set()

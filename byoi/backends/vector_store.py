@@ -7,6 +7,7 @@ recorded in `wizchat_schema_version`. Up to 2,000 dimensions the embedding colum
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
 import psycopg
@@ -289,5 +290,62 @@ class PgVectorStore(VectorStore):
             except pg_errors.UndefinedTable:
                 return self._gone(table, [])
             return [r[0] for r in rows]
+
+        return self._run(work)
+
+    # --- reading everything back (operators' migrations) -----------------------------------------------------
+    def dimensions(self, chatbot_id: uuid.UUID) -> int | None:
+        table = self.table(chatbot_id)
+
+        def work(conn: psycopg.Connection) -> int | None:
+            layout = self._layout(conn, table)
+            return layout[1] if layout else None
+
+        return self._run(work)
+
+    def iter_chunks(self, chatbot_id: uuid.UUID, batch_size: int = 500,
+                    after_id: str | None = None) -> Iterator[list[Chunk]]:
+        """Every chunk in id order, `batch_size` at a time (keyset pages: each batch is one short query)."""
+        table = self.table(chatbot_id)
+        batch_size = max(1, int(batch_size))
+        last = after_id
+
+        def page(conn: psycopg.Connection) -> list:
+            if self._layout(conn, table) is None:
+                return []
+            _register_types(conn)
+            where = sql.SQL("WHERE id > %s ") if last is not None else sql.SQL("")
+            params = ([last] if last is not None else []) + [batch_size]
+            try:
+                return conn.execute(sql.SQL(
+                    "SELECT id, document_id, ordinal, text, metadata, embedding FROM {} {}ORDER BY id LIMIT %s"
+                ).format(sql.Identifier(table), where), params).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._gone(table, [])
+
+        while True:
+            rows = self._run(page)
+            if not rows:
+                return
+            yield [Chunk(id=r[0], document_id=r[1], ordinal=int(r[2]), text=r[3], metadata=r[4] or {},
+                         embedding=[float(x) for x in r[5].to_list()]) for r in rows]
+            if len(rows) < batch_size:
+                return
+            last = rows[-1][0]
+
+    def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
+        table = self.table(chatbot_id)
+        if not ids:
+            return set()
+
+        def work(conn: psycopg.Connection) -> set[str]:
+            if self._layout(conn, table) is None:
+                return set()
+            try:
+                rows = conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+                                    [list(ids)]).fetchall()
+            except pg_errors.UndefinedTable:
+                return self._gone(table, set())
+            return {r[0] for r in rows}
 
         return self._run(work)
