@@ -330,6 +330,12 @@ def _copy_graph(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, 
 def _copy_messages(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say) -> None:
     source = _guarded(step, step.source, "source", step.source.backend)
     target = _guarded(step, step.target, "target", step.target.backend)
+    from conversations.models import Outbox
+
+    queued = Outbox.objects.filter(chatbot_id=chatbot_id).count()
+    if queued:
+        say(f"conversations: {queued} message(s) still wait in the outbox; they go to the store the chatbot "
+            "uses when they are delivered (run the command again afterwards to copy them)")
     result.total = _guarded(step, step.source, "source", lambda: source.count(chatbot_id))
     if not result.total:
         say("conversations: the source holds no messages")

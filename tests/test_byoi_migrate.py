@@ -343,3 +343,51 @@ def test_it_names_an_unreachable_target_with_the_fix(knowledge, chatbot, custome
     assert "the target (your infrastructure, 127.0.0.1" in message
     assert "Connection refused" in message
     assert customer_db["password"] not in message
+
+
+def test_it_names_an_unreachable_source_with_the_fix(byoi_knowledge, customer_db):
+    chatbot, _ = byoi_knowledge
+    component = BYOIComponent.objects.get(chatbot=chatbot, kind="vector_store")
+    component.values = {**component.values, "port": embedded.free_port()}
+    component.fingerprint = component.compute_fingerprint()
+    component.save()
+    message = run_error(str(chatbot.id), "--to", "default", "--kinds", "vector_store")
+    assert "the source (your infrastructure, 127.0.0.1" in message
+    assert "Nothing in the source was deleted" in message
+
+
+def test_it_refuses_a_target_holding_vectors_of_another_dimension(knowledge, custom_stores, customer_db):
+    from byoi.backends.vector_store import PgVectorStore
+
+    PgVectorStore(customer_db).provision(custom_stores.id, 384)
+    message = run_error(str(custom_stores.id), "--to", "custom", "--kinds", "vector_store")
+    assert "already holds 384-dimension vectors for this chatbot, but its embeddings produce 3072" in message
+
+
+def test_it_copies_3072_dimension_vectors_back_unchanged_while_custom_embeddings_stay(owner, customer_db,
+                                                                                        openai_server):
+    chatbot = chatbot_create(owner.membership.account, name="Big vectors")
+    save(chatbot, "vector_store", customer_db, "password")
+    save(chatbot, "embeddings", openai_server.embeddings_settings(), "api_key")
+    byoi_set_enabled(chatbot, True)
+    document = ingest(chatbot)
+    openai_server.reset()
+    out = migrate(chatbot, "--to", "default", "--kinds", "vector_store", "--switch")
+    chatbot.refresh_from_db()
+    assert f"copied {document.chunks_total}, skipped 0 already present, re-embedded 0" in out
+    assert openai_server.calls("/embeddings") == []
+    assert byoi.resolve(chatbot).sources["embeddings"] == "custom"
+    assert chat_answer_sources(chatbot) == ["Wombatrix"]
+
+
+def test_it_reembeds_with_the_default_minilm_when_byoi_is_off(owner, customer_db, openai_server):
+    chatbot = chatbot_create(owner.membership.account, name="Leaving")
+    save(chatbot, "vector_store", customer_db, "password")
+    save(chatbot, "embeddings", openai_server.embeddings_settings(), "api_key")
+    byoi_set_enabled(chatbot, True)
+    document = ingest(chatbot)
+    byoi_set_enabled(chatbot, False)
+    out = migrate(chatbot, "--to", "default", "--kinds", "vector_store")
+    assert f"re-embedded {document.chunks_total}" in out
+    assert "vectors 3072 → 384 dimensions" in out
+    assert chat_answer_sources(chatbot) == ["Wombatrix"]
