@@ -155,7 +155,7 @@ def chat_stages(chatbot, user, question: str, n: int) -> list[tuple[str, float]]
         names += [m for m in extraction.mentioned_entities(hit.text) if m not in names]
     steps = [
         ("chatbot lookup (account-scoped, 3 queries)", lambda: chatbot_get_for_user(user, chatbot.id)),
-        ("message quota (1 conditional UPDATE)", lambda: conversations.message_quota_use(chatbot.account)),
+        ("message quota (1 conditional UPDATE, no wait for the disk flush)", lambda: conversations.message_quota_use(chatbot.account)),
         ("byoi.resolve", lambda: byoi.resolve(chatbot)),
         ("documents of the chatbot (1 query)",
          lambda: list(chatbot.documents.values_list("id", "title", "chunks_embedded", "chunks_graphed"))),
@@ -351,7 +351,8 @@ def report(results: dict, quick: bool) -> str:
         f"- **Chat** ({c['iterations']} interleaved pairs after warm-up): WizChat = POST to the chat view with "
         "`Accept: text/event-stream` through Django's test client (session auth, quota, `byoi.resolve`, question "
         "embedding with the default MiniLM, k-NN in pgvector, graph neighbourhood in FalkorDB, prompt, streamed "
-        "LLM call, both messages stored in the conversations table), read to the end; direct = the OpenAI SDK "
+        "LLM call, both messages stored in the conversations table — the question embedded beside the platform "
+        "queries and stored while the answer streams), read to the end; direct = the OpenAI SDK "
         "streaming the exact same request body to the same endpoint. The endpoint is the OpenAI-protocol test "
         f"server, so both sides pay the same small LLM time. p50 end-to-end: WizChat {c['wizchat_p50']:.1f} ms, "
         f"direct {c['direct_p50']:.1f} ms; TTFT overhead p95 {c['ttft_overhead_p95']:.1f} ms. The demo chatbot's "
