@@ -218,3 +218,17 @@ def test_it_answers_and_queues_the_exchange_when_the_conversations_database_is_d
     assert result["answer"] == custom_llm.reply
     assert result["stored"] == "queued"
     assert [(m["role"], m["content"]) for m in queued] == [("user", "Still there?"), ("assistant", custom_llm.reply)]
+
+
+def test_it_refuses_to_fall_back_to_defaults_when_the_plan_no_longer_allows_byoi(chatbot, custom_llm):
+    from wizchat.models import Plan
+
+    account = chatbot.account
+    account.plan = Plan.objects.get(slug="free")
+    account.save()
+    chatbot.refresh_from_db()
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    assert result["error"]["component"] == "BYOI"
+    assert "Upgrade" in result["error"]["hint"]
+    assert result["answer"] == ""
+    assert custom_llm.calls("/chat/completions") == []
