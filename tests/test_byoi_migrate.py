@@ -391,3 +391,42 @@ def test_it_reembeds_with_the_default_minilm_when_byoi_is_off(owner, customer_db
     assert f"re-embedded {document.chunks_total}" in out
     assert "vectors 3072 → 384 dimensions" in out
     assert chat_answer_sources(chatbot) == ["Wombatrix"]
+
+
+class CutAfterFirstBatch(StringIO):
+    """Command output that cuts the customer's database off (role locked out, sessions ended) once the first
+    vector batch is reported: a target that goes away in the middle of a migration."""
+
+    def __init__(self, db: dict):
+        super().__init__()
+        self.db, self.cut = db, False
+
+    def write(self, text):
+        if not self.cut and "vector_store: batch 1:" in text:
+            self.cut = True
+            with psycopg.connect(PEERS.customer_pg.dsn(), autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(self.db["username"])))
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                             [self.db["username"]])
+        return super().write(text)
+
+
+def test_it_resumes_after_the_target_went_away_mid_way(knowledge, custom_stores, customer_db):
+    out = CutAfterFirstBatch(customer_db)
+    with pytest.raises(CommandError) as caught:
+        call_command("byoi_migrate", str(custom_stores.id), "--to", "custom", "--kinds", "vector_store",
+                     "--batch-size", "4", stdout=out)
+    with psycopg.connect(PEERS.customer_pg.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(customer_db["username"])))
+    second = migrate(custom_stores, "--to", "custom", "--kinds", "vector_store", "--batch-size", "4")
+    assert "the target (your infrastructure" in str(caught.value)
+    assert f"copied {knowledge.chunks_total - 4}, skipped 4 already present" in second
+    assert customer_count(customer_db, chunks_table(custom_stores)) == knowledge.chunks_total
+
+
+def test_it_reads_nothing_from_a_store_without_the_chatbots_table(chatbot, customer_db):
+    from byoi.backends.vector_store import PgVectorStore
+
+    store = PgVectorStore(customer_db)
+    assert (list(store.iter_chunks(chatbot.id)), store.ids_present(chatbot.id, ["a:0"]),
+            store.dimensions(chatbot.id)) == ([], set(), None)
