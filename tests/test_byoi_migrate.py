@@ -430,3 +430,11 @@ def test_it_reads_nothing_from_a_store_without_the_chatbots_table(chatbot, custo
     store = PgVectorStore(customer_db)
     assert (list(store.iter_chunks(chatbot.id)), store.ids_present(chatbot.id, ["a:0"]),
             store.dimensions(chatbot.id)) == ([], set(), None)
+
+
+def test_it_explains_its_options_in_help():
+    from byoi.management.commands.byoi_migrate import Command
+
+    text = " ".join(Command().create_parser("manage.py", "byoi_migrate").format_help().split())
+    assert all(option in text for option in ("--to {custom,default}", "--kinds", "--dry-run", "--batch-size",
+                                             "--limit", "--switch", "Nothing in the source is deleted"))
