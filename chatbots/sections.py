@@ -56,6 +56,10 @@ def data_locations(chatbot) -> list[dict]:
                     row["count"] = value
             except ComponentFailed as failure:
                 row["error"], row["hint"] = str(failure), failure.hint
+        if kind == "conversations":
+            from conversations.models import Outbox
+
+            row["waiting"] = Outbox.objects.filter(chatbot=chatbot).count()
         rows.append(row)
     return rows
 

@@ -232,3 +232,11 @@ def test_it_refuses_to_fall_back_to_defaults_when_the_plan_no_longer_allows_byoi
     assert "Upgrade" in result["error"]["hint"]
     assert result["answer"] == ""
     assert custom_llm.calls("/chat/completions") == []
+
+
+def test_it_shows_messages_waiting_in_the_outbox(owner_client, chatbot, custom_llm, customer_db):
+    component_save(chatbot, "conversations", values={**customer_db, "port": 9},
+                   secrets={"password": customer_db["password"]})
+    chat_answer(chatbot, "Still there?")
+    body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/data-locations/", HTTP_HX_REQUEST="true").content.decode()
+    assert "2 messages waiting in WizChat's outbox" in body
