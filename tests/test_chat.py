@@ -240,3 +240,9 @@ def test_it_shows_messages_waiting_in_the_outbox(owner_client, chatbot, custom_l
     chat_answer(chatbot, "Still there?")
     body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/data-locations/", HTTP_HX_REQUEST="true").content.decode()
     assert "2 messages waiting in WizChat's outbox" in body
+
+
+@pytest.mark.parametrize("suffix,title", [("history/", "Conversation history"), ("data-locations/", "Data locations")])
+def test_it_serves_history_and_data_locations_as_pages_without_javascript(owner_client, chatbot, suffix, title):
+    body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/{suffix}").content.decode()
+    assert f"<title>{title} · {chatbot.name} · WizChat</title>" in body
