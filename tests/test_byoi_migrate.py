@@ -438,3 +438,15 @@ def test_it_explains_its_options_in_help():
     text = " ".join(Command().create_parser("manage.py", "byoi_migrate").format_help().split())
     assert all(option in text for option in ("--to {custom,default}", "--kinds", "--dry-run", "--batch-size",
                                              "--limit", "--switch", "Nothing in the source is deleted"))
+
+
+def test_it_brings_a_downgraded_accounts_data_back_to_the_defaults(byoi_knowledge):
+    from wizchat.models import Plan
+
+    chatbot, document = byoi_knowledge
+    chatbot.account.plan = Plan.objects.get(slug="free")
+    chatbot.account.save()
+    migrate(chatbot, "--to", "default", "--switch")
+    chatbot.refresh_from_db()
+    assert default_count("vector_store", chatbot) == document.chunks_total
+    assert chat_answer_sources(chatbot) == ["Wombatrix"]
