@@ -319,7 +319,7 @@ class PgVectorStore(VectorStore):
             try:
                 return conn.execute(sql.SQL(
                     "SELECT id, document_id, ordinal, text, metadata, embedding FROM {} {}ORDER BY id LIMIT %s"
-                ).format(sql.Identifier(table), where), params).fetchall()
+                ).format(sql.Identifier(table), where), params, binary=True).fetchall()  # vectors without text parsing
             except pg_errors.UndefinedTable:
                 return self._gone(table, [])
 
