@@ -42,5 +42,8 @@ class BackendError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):  # picklable, so Celery can record it
+        return (type(self), (self.code, self.message, self.hint))
+
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "hint": self.hint}

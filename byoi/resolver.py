@@ -226,6 +226,11 @@ def custom_components(chatbot) -> dict:
     return components
 
 
+def resolve_defaults() -> Stack:
+    """WizChat's own default components, whatever a chatbot is set to use."""
+    return Stack({kind: _default_slot(kind) for kind in KIND_ORDER})
+
+
 def resolve(chatbot) -> Stack:
     """The chatbot's stack: enabled custom components where BYOI is on, the platform defaults elsewhere."""
     components = custom_components(chatbot)

@@ -4,6 +4,7 @@ management commands call these; plan gating, rate limits and audit events live h
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -441,3 +442,21 @@ def connection_test_purge(*, dry_run: bool = False, now=None) -> dict:
             test.secrets = {}
             test.save(update_fields=["secret_values"])
     return counts
+
+
+STORE_KINDS = ("vector_store", "graph", "conversations")
+
+
+def platform_data_purge(chatbot_id) -> list[str]:
+    """Remove a deleted chatbot's data from WizChat's own default stores (tables and graph named for it).
+
+    Customer infrastructure is never touched: its data stays where the customer put it."""
+    from .resolver import resolve_defaults
+
+    chatbot_id = uuid.UUID(str(chatbot_id))
+    stack = resolve_defaults()
+    purged = []
+    for kind in STORE_KINDS:
+        stack.backend(kind).drop(chatbot_id)
+        purged.append(kind)
+    return purged

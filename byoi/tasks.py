@@ -48,3 +48,18 @@ def logging_scrubbed_task() -> bool:
 
     handlers = logging.getLogger().handlers
     return bool(handlers) and all(any(isinstance(f, SecretScrubFilter) for f in h.filters) for h in handlers)
+
+
+@shared_task(name="byoi.platform_data_purge", bind=True, max_retries=8)
+def platform_data_purge_task(self, chatbot_id: str) -> list[str]:
+    """Drop a deleted chatbot's tables and graph from the platform's default stores; retried while a store is
+    unreachable."""
+    from byoi.errors import BackendError
+    from byoi.services import platform_data_purge
+
+    try:
+        return platform_data_purge(chatbot_id)
+    except BackendError as error:
+        if error.code in ("timeout", "refused", "unavailable", "dns"):
+            raise self.retry(exc=error, countdown=min(600, 5 * 2**self.request.retries)) from None
+        raise

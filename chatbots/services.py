@@ -36,5 +36,11 @@ def chatbot_update(chatbot: Chatbot, *, name: str, instructions: str) -> Chatbot
 
 
 def chatbot_delete(chatbot: Chatbot) -> None:
-    """Delete the chatbot's platform rows. Data in a customer's own infrastructure is never dropped."""
-    chatbot.delete()
+    """Delete the chatbot, its rows and its data in WizChat's default stores (after commit, by a Celery task
+    that retries). Data in a customer's own infrastructure is never dropped."""
+    from byoi.tasks import platform_data_purge_task
+
+    chatbot_id = str(chatbot.pk)
+    with transaction.atomic():
+        chatbot.delete()
+        transaction.on_commit(lambda: platform_data_purge_task.delay(chatbot_id))

@@ -132,3 +132,12 @@ def celery_worker(django_db_setup, django_db_blocker):
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_backend_pools(django_db_setup):
+    """Close cached backend pools before pytest-django drops the test database (they hold connections to it)."""
+    yield
+    from byoi import resolver
+
+    resolver.clear_cache()

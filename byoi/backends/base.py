@@ -108,6 +108,11 @@ class Embeddings(Backend):
 
 
 class VectorStore(Backend):
+    def drop(self, chatbot_id: uuid.UUID) -> None:
+        """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
+        A customer's database is never dropped automatically."""
+        raise NotImplementedError
+
     def provision(self, chatbot_id: uuid.UUID, dimensions: int) -> None:
         """Create the chatbot's table and index if missing (idempotent, advisory-locked, schema-versioned)."""
         raise NotImplementedError
@@ -140,6 +145,11 @@ class VectorStore(Backend):
 
 
 class Graph(Backend):
+    def drop(self, chatbot_id: uuid.UUID) -> None:
+        """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
+        A customer's database is never dropped automatically."""
+        raise NotImplementedError
+
     def provision(self, chatbot_id: uuid.UUID) -> None:
         raise NotImplementedError
 
@@ -168,6 +178,11 @@ class Graph(Backend):
 
 
 class ConversationStore(Backend):
+    def drop(self, chatbot_id: uuid.UUID) -> None:
+        """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
+        A customer's database is never dropped automatically."""
+        raise NotImplementedError
+
     def provision(self, chatbot_id: uuid.UUID) -> None:
         raise NotImplementedError
 

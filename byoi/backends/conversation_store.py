@@ -57,6 +57,13 @@ class PgConversationStore(ConversationStore):
     def table(chatbot_id: uuid.UUID | str) -> str:
         return pg.table_name("messages", chatbot_id)
 
+    def drop(self, chatbot_id: uuid.UUID) -> None:
+        """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
+        A customer's database is never dropped automatically."""
+        table = self.table(chatbot_id)
+        self._run(lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))))
+        _PROVISIONED.discard((self._fp, table))
+
     def provision(self, chatbot_id: uuid.UUID) -> None:
         table = self.table(chatbot_id)
         if (self._fp, table) in _PROVISIONED:

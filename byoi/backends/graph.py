@@ -366,6 +366,8 @@ class FalkorGraph(Graph):
             raise classify(error, self.settings, self.connect_timeout) from None
         _PROVISIONED.discard((self._fp, graph_name(chatbot_id)))
 
+    drop = delete_graph
+
     # --- reading everything back (operators' migrations) -----------------------------------------------------
     def iter_chunks(self, chatbot_id: uuid.UUID, batch_size: int = 500,
                     after_id: str | None = None) -> Iterator[list[GraphChunk]]:

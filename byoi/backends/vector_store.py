@@ -218,6 +218,13 @@ class PgVectorStore(VectorStore):
             for row in rows:
                 copy.write_row(row)
 
+    def drop(self, chatbot_id: uuid.UUID) -> None:
+        """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
+        A customer's database is never dropped automatically."""
+        table = self.table(chatbot_id)
+        self._run(lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))))
+        _LAYOUTS.pop((self._fp, table), None)
+
     def delete_document(self, chatbot_id: uuid.UUID, document_id: str) -> int:
         table = self.table(chatbot_id)
 
