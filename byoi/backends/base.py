@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from byoi.errors import BackendError, HINTS  # noqa: F401 - re-exported for backends
+from byoi.errors import HINTS, BackendError  # noqa: F401 - re-exported for backends
 
 __all__ = ["BackendError", "HINTS", "Chunk", "Hit", "Entity", "Relation", "Fact", "Message", "GraphChunk",
            "LLM", "Embeddings", "VectorStore", "Graph", "ConversationStore"]
