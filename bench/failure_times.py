@@ -44,6 +44,34 @@ def timed(call) -> tuple[str, float]:
     return code, time.monotonic() - started
 
 
+class SilentListener:
+    """A port that never answers (shared by bench.connection_tests).
+
+    `accepting=False`: a listening socket whose one-slot accept queue is already full, so the kernel drops
+    every new SYN and a connect attempt times out, as with a firewalled host. `accepting=True`: the kernel
+    completes the TCP handshake and nothing is ever read or written, as with a hung server."""
+
+    def __init__(self, accepting: bool = False):
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=0 if not accepting else 64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        if not accepting:
+            while True:  # fill the accept queue until a connect attempt is no longer answered
+                filler = socket.socket()
+                filler.settimeout(0.3)
+                try:
+                    filler.connect(("127.0.0.1", self.port))
+                except OSError:
+                    filler.close()
+                    break
+                self.held.append(filler)
+
+    def close(self) -> None:
+        for held in self.held:
+            held.close()
+        self.sock.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
@@ -59,7 +87,7 @@ def main() -> None:
 
     hello = [{"role": "user", "content": "Hello"}]
     server = OpenAIServer().start()
-    silent = socket.create_server(("127.0.0.1", 0), backlog=1)  # listens, never accepts
+    silent = SilentListener()  # listens, its accept queue full: connecting times out
 
     def chat(settings_, mode="normal"):
         def call():
@@ -79,7 +107,7 @@ def main() -> None:
         ("blocked address (metadata IP)", blocked),
         ("closed port", chat({"endpoint": f"http://127.0.0.1:{embedded.free_port()}/v1", "api_key": "k",
                               "model": "m"})),
-        ("listening, never accepts", chat({"endpoint": f"http://127.0.0.1:{silent.getsockname()[1]}/v1",
+        ("listening, never accepts", chat({"endpoint": f"http://127.0.0.1:{silent.port}/v1",
                                            "api_key": "k", "model": "m"})),
         ("accepts, never answers", chat(server.llm_settings(), "hang")),
         ("answer trickles in", chat(server.llm_settings(), "drip")),

@@ -314,6 +314,21 @@ def bench_embedder(count: int) -> dict:
     return {"chunks": count, "per_s": count / elapsed, "chars": statistics.mean(len(p) for p in pieces)}
 
 
+# -- Test Connection (bench/connection_tests.py) --------------------------------------------------------------
+
+def bench_connection_tests(env: Env, server, quick: bool) -> dict:
+    """Failure report times and success cost of Test Connection, on this run's PostgreSQL, FalkorDB and
+    OpenAI-protocol server (plus the TLS, silent and closed-port peers connection_tests starts itself)."""
+    from bench.connection_tests import Peers, bench
+
+    peers = Peers(pg=env.pg, falkor=env.falkor, server=server)
+    try:
+        peers.start()
+        return bench(peers, quick)
+    finally:
+        peers.stop()
+
+
 # -- report ------------------------------------------------------------------------------------------------
 
 def verdict(ok: bool) -> str:
@@ -371,6 +386,10 @@ def report(results: dict, quick: bool) -> str:
         "ONNX Runtime on CPU.",
         "",
     ]
+    if "connection_tests" in results:
+        from bench.connection_tests import report_lines
+
+        lines += report_lines(results["connection_tests"])
     return "\n".join(lines)
 
 
@@ -378,7 +397,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20k vectors for retrieval")
     parser.add_argument("--output", default=str(BASE / "docs" / "BENCHMARKS.md"))
-    parser.add_argument("--only", choices=["chat", "ingestion", "embedder", "retrieval"],
+    parser.add_argument("--only", choices=["chat", "ingestion", "embedder", "retrieval", "connection_tests"],
                         help="run one benchmark and print it (no report is written)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(BASE))
@@ -393,7 +412,8 @@ def main(argv=None) -> int:
             runners = {"chat": lambda: bench_chat(server, 40 if args.quick else 200),
                        "ingestion": lambda: bench_ingestion(5_000 if args.quick else 20_000),
                        "embedder": lambda: bench_embedder(128 if args.quick else 512),
-                       "retrieval": lambda: bench_retrieval(20_000 if args.quick else 100_000, 100)}
+                       "retrieval": lambda: bench_retrieval(20_000 if args.quick else 100_000, 100),
+                       "connection_tests": lambda: bench_connection_tests(env, server, args.quick)}
             print(runners[args.only](), flush=True)
             return 0
         print("Chat overhead…", flush=True)
@@ -408,6 +428,7 @@ def main(argv=None) -> int:
         print("Retrieval at scale (loading and indexing)…", flush=True)
         results["retrieval"] = bench_retrieval(20_000 if args.quick else 100_000, 100 if args.quick else 300)
         print(results["retrieval"], flush=True)
+        results["connection_tests"] = bench_connection_tests(env, server, args.quick)
         results["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at the end)"
     finally:
         env.stop()
