@@ -6,8 +6,10 @@ embedded peers once per test session and points the settings at them.
 - FalkorDB (platform graph and Celery broker)
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -26,11 +28,38 @@ class Peers:
 PEERS = Peers()
 
 
+def _sweep_orphans() -> None:
+    """Stop the servers of earlier test sessions that were killed before they could clean up."""
+    for root in Path(tempfile.gettempdir()).glob("wizchat-test-*"):
+        owner = root / "owner.pid"
+        try:
+            pid = int(owner.read_text())
+            os.kill(pid, 0)
+            continue  # that session is still running
+        except (OSError, ValueError):
+            pass
+        for data in root.glob("pg-*"):
+            if (data / "postmaster.pid").exists():
+                embedded.EmbeddedPostgres(data, 0, "").stop()
+        for pidfile in root.glob("**/redis.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _terminate(signum, frame):
+    # `timeout` and CI runners send SIGTERM: turn it into pytest's clean shutdown so the servers stop.
+    raise KeyboardInterrupt
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     if any(a in ("--help", "-h", "--version") for a in args):
         return
+    _sweep_orphans()
+    signal.signal(signal.SIGTERM, _terminate)
     root = Path(tempfile.mkdtemp(prefix="wizchat-test-"))
+    (root / "owner.pid").write_text(str(os.getpid()))
     PEERS.root = root
     PEERS.platform_pg = embedded.EmbeddedPostgres(root / "pg-platform", embedded.free_port(), embedded.new_password())
     PEERS.customer_pg = embedded.EmbeddedPostgres(root / "pg-customer", embedded.free_port(), embedded.new_password())

@@ -174,6 +174,7 @@ class EmbeddedFalkor:
             f"bind 127.0.0.1\nport {self.port}\nrequirepass {self.password}\n"
             f"loadmodule {get_falkordb_module()}\ndir {self.data_dir}\n"
             "save 60 1\nappendonly no\nprotected-mode yes\ndatabases 16\n"
+            f"pidfile {self.data_dir / 'redis.pid'}\n"
         )
         conf.chmod(0o600)
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child for its life
