@@ -109,8 +109,9 @@ def client_kwargs(settings: dict, *, connect_timeout: float, operation_timeout: 
         "port": int(settings.get("port") or 6379),
         "password": settings.get("password") or None,
         "socket_connect_timeout": connect_timeout,
-        # the server's own query timeout fires first; the socket timeout only catches a silent server
-        "socket_timeout": operation_timeout + 5,
+        # The server's own query timeout (the operation timeout) fires first; the socket timeout, half a second
+        # later, catches a silent server within the promised "operation timeout + 1 s".
+        "socket_timeout": operation_timeout + 0.5,
         "decode_responses": True,
         "protocol": 2,
         # One immediate retry on a dropped connection (a restarted server, a proxy's idle cut); none on
