@@ -165,27 +165,18 @@ class PgConversationStore(ConversationStore):
         """Every message in id order, `batch_size` at a time (keyset pages)."""
         table = self.table(chatbot_id)
         batch_size = max(1, int(batch_size))
-        last = after_id
 
-        def page(conn: psycopg.Connection) -> list:
-            where = sql.SQL("WHERE id > %s ") if last is not None else sql.SQL("")
-            params = ([last] if last is not None else []) + [batch_size]
+        def page(conn: psycopg.Connection, last: str | None) -> list:
+            query, params = pg.keyset_query(("id", "conversation_id", "role", "content", "created", "metadata"),
+                                            table, last, batch_size)
             try:
-                return conn.execute(sql.SQL(
-                    "SELECT id, conversation_id, role, content, created, metadata FROM {} {}ORDER BY id LIMIT %s"
-                ).format(sql.Identifier(table), where), params).fetchall()
+                return conn.execute(query, params).fetchall()
             except pg_errors.UndefinedTable:
                 return self._missing(table, [])
 
-        while True:
-            rows = self._run(page)
-            if not rows:
-                return
+        for rows in pg.keyset_pages(lambda last: self._run(lambda conn: page(conn, last)), batch_size, after_id):
             yield [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], created=_iso(r[4]),
                            metadata=r[5] or {}) for r in rows]
-            if len(rows) < batch_size:
-                return
-            last = rows[-1][0]
 
     def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
         table = self.table(chatbot_id)

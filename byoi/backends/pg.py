@@ -423,3 +423,26 @@ def pgvector_ensure(conn: psycopg.Connection) -> str:
             raise BackendError("extension_missing", "pgvector is not available on this server.") from error
         raise
     return pgvector_version(conn) or "?"
+
+
+def keyset_query(columns: tuple[str, ...], table: str, after_id: str | None,
+                 batch_size: int) -> tuple[sql.Composed, list]:
+    """One page of `table` in id order after `after_id` (the first column must be the id)."""
+    where = sql.SQL("WHERE id > %s ") if after_id is not None else sql.SQL("")
+    params = ([after_id] if after_id is not None else []) + [batch_size]
+    query = sql.SQL("SELECT {} FROM {} {}ORDER BY id LIMIT %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), where)
+    return query, params
+
+
+def keyset_pages(fetch: Callable[[str | None], list], batch_size: int, after_id: str | None = None) -> Iterator[list]:
+    """Yield pages of rows from `fetch(last_id)` until a short or empty page: each page is one short query."""
+    last = after_id
+    while True:
+        rows = fetch(last)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch_size:
+            return
+        last = rows[-1][0]

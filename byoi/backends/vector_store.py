@@ -315,30 +315,21 @@ class PgVectorStore(VectorStore):
         """Every chunk in id order, `batch_size` at a time (keyset pages: each batch is one short query)."""
         table = self.table(chatbot_id)
         batch_size = max(1, int(batch_size))
-        last = after_id
 
-        def page(conn: psycopg.Connection) -> list:
+        def page(conn: psycopg.Connection, last: str | None) -> list:
             if self._layout(conn, table) is None:
                 return []
             _register_types(conn)
-            where = sql.SQL("WHERE id > %s ") if last is not None else sql.SQL("")
-            params = ([last] if last is not None else []) + [batch_size]
+            query, params = pg.keyset_query(("id", "document_id", "ordinal", "text", "metadata", "embedding"),
+                                            table, last, batch_size)
             try:
-                return conn.execute(sql.SQL(
-                    "SELECT id, document_id, ordinal, text, metadata, embedding FROM {} {}ORDER BY id LIMIT %s"
-                ).format(sql.Identifier(table), where), params, binary=True).fetchall()  # vectors without text parsing
+                return conn.execute(query, params, binary=True).fetchall()  # vectors without text parsing
             except pg_errors.UndefinedTable:
                 return self._gone(table, [])
 
-        while True:
-            rows = self._run(page)
-            if not rows:
-                return
+        for rows in pg.keyset_pages(lambda last: self._run(lambda conn: page(conn, last)), batch_size, after_id):
             yield [Chunk(id=r[0], document_id=r[1], ordinal=int(r[2]), text=r[3], metadata=r[4] or {},
                          embedding=[float(x) for x in r[5].to_list()]) for r in rows]
-            if len(rows) < batch_size:
-                return
-            last = rows[-1][0]
 
     def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
         table = self.table(chatbot_id)
