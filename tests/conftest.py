@@ -3,13 +3,11 @@ import subprocess
 import time
 import uuid
 
-import psycopg
 import pytest
 from django.conf import settings
-from psycopg import sql
 
 from tests.openai_server import llama_server, openai_server  # noqa: F401
-from tests.peers import PEERS
+from tests.peers import PEERS, customer_database, drop_database
 from tests.tls_peers import *  # noqa: F403 - TLS peer fixtures (names in tests.tls_peers.__all__)
 from wizchat import embedded
 
@@ -89,20 +87,9 @@ def customer_db():
     """A fresh database on the customer's PostgreSQL with a least-privilege role that owns it.
 
     Returns a dict of BYOI settings (host, port, database, username, password, ssl_mode)."""
-    name = f"cust_{uuid.uuid4().hex[:10]}"
-    role, password = f"r_{name}", embedded.new_password()
-    admin = PEERS.customer_pg
-    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
-    # pgvector is installed by the admin, as a customer's DBA would; the service role cannot create it.
-    with psycopg.connect(admin.dsn(name), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    yield {"host": "127.0.0.1", "port": admin.port, "database": name, "username": role, "password": password,
-           "ssl_mode": "disable"}
-    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    database = customer_database()
+    yield database
+    drop_database(database)
 
 
 @pytest.fixture(scope="session")

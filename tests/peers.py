@@ -11,9 +11,12 @@ import os
 import shutil
 import signal
 import tempfile
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from wizchat import embedded
 
@@ -90,3 +93,23 @@ def pytest_unconfigure(config):
         if server is not None:
             server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def customer_database() -> dict:
+    """A database on the customer's PostgreSQL owned by a least-privilege role (pgvector added by the admin)."""
+    name = f"cust_{uuid.uuid4().hex[:10]}"
+    role, password = f"r_{name}", embedded.new_password()
+    admin = PEERS.customer_pg
+    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+    with psycopg.connect(admin.dsn(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return {"host": "127.0.0.1", "port": admin.port, "database": name, "username": role, "password": password,
+            "ssl_mode": "disable"}
+
+
+def drop_database(db: dict) -> None:
+    with psycopg.connect(PEERS.customer_pg.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db["database"])))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db["username"])))

@@ -3,7 +3,6 @@ holds the chunks, the graph and the messages and received the model calls — an
 databases hold none of that chatbot's content."""
 
 import json
-import uuid
 
 import psycopg
 import pytest
@@ -13,7 +12,7 @@ from psycopg import sql
 from byoi.services import byoi_set_enabled, component_save
 from chatbots.ingestion import document_add, document_ingest
 from chatbots.models import Document, DocumentSource
-from tests.peers import PEERS
+from tests.peers import PEERS, customer_database, drop_database
 from wizchat import embedded
 
 MARKER = "Quokkaflux"  # a word that appears nowhere else, so finding it anywhere means this chatbot's content
@@ -30,26 +29,6 @@ def customer_falkor(tmp_path_factory):
     server.start()
     yield server
     server.stop()
-
-
-def customer_database() -> dict:
-    """A database on the customer's PostgreSQL owned by a least-privilege role (pgvector added by the admin)."""
-    name = f"cust_{uuid.uuid4().hex[:10]}"
-    role, password = f"r_{name}", embedded.new_password()
-    admin = PEERS.customer_pg
-    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
-    with psycopg.connect(admin.dsn(name), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    return {"host": "127.0.0.1", "port": admin.port, "database": name, "username": role, "password": password,
-            "ssl_mode": "disable"}
-
-
-def drop_database(db: dict) -> None:
-    with psycopg.connect(PEERS.customer_pg.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db["database"])))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db["username"])))
 
 
 @pytest.fixture
