@@ -39,13 +39,6 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
         if self.dimensions <= 0:
             raise BackendError("config", "Dimensions must be a positive number.")
 
-    @property
-    def model(self) -> str:
-        model = (self.settings.get("model") or "").strip()
-        if not model:
-            raise BackendError("config", "The Model Name is empty.")
-        return model
-
     def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), BATCH_SIZE):

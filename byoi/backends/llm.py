@@ -40,6 +40,13 @@ _client_lock = threading.Lock()
 class OpenAIClientMixin:
     _client: openai.OpenAI | None = None
 
+    @property
+    def model(self) -> str:
+        model = (self.settings.get("model") or "").strip()
+        if not model:
+            raise BackendError("config", "The Model Name is empty.")
+        return model
+
     def _where(self) -> tuple[str | None, int | None]:
         try:
             _, host, port = endpoint_parts(self.settings)
@@ -96,12 +103,6 @@ def _json(http_response: httpx.Response, what: str):
 
 
 class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
-    @property
-    def model(self) -> str:
-        model = (self.settings.get("model") or "").strip()
-        if not model:
-            raise BackendError("config", "The Model Name is empty.")
-        return model
 
     # OpenAI's reasoning models reject `max_tokens` and want `max_completion_tokens`; older servers know only
     # the first. The first refusal switches this backend to the other name.
