@@ -110,6 +110,10 @@ def _load():
             # Web, Celery and the embedded servers share the machine: one inference uses at most two cores.
             options.intra_op_num_threads = min(2, os.cpu_count() or 1)
             options.inter_op_num_threads = 1
+            # No busy-waiting after a run: spinning threads took the cores from the request that asked for the
+            # vector (its queries, the LLM stream) and from everything else on a small machine.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             options.log_severity_level = 3
             _local_session = onnxruntime.InferenceSession(str(model_path), options,
                                                           providers=["CPUExecutionProvider"])
