@@ -154,7 +154,7 @@ def chat_stages(chatbot, user, question: str, n: int) -> list[tuple[str, float]]
     for hit in hits:
         names += [m for m in extraction.mentioned_entities(hit.text) if m not in names]
     steps = [
-        ("chatbot lookup (account-scoped, 3 queries)", lambda: chatbot_get_for_user(user, chatbot.id)),
+        ("chatbot lookup (account-scoped, 1 query)", lambda: chatbot_get_for_user(user, chatbot.id)),
         ("message quota (1 conditional UPDATE, no wait for the disk flush)", lambda: conversations.message_quota_use(chatbot.account)),
         ("byoi.resolve", lambda: byoi.resolve(chatbot)),
         ("documents of the chatbot (1 query)",

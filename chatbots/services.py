@@ -10,12 +10,12 @@ from .models import Chatbot
 
 
 def chatbot_get_for_user(user, chatbot_id) -> Chatbot:
-    """The chatbot if it belongs to the user's account; 404 otherwise (never a hint that it exists)."""
-    from wizchat.accounts import account_for_user
-
-    account = account_for_user(user)
+    """The chatbot if it belongs to the user's account; 404 otherwise (never a hint that it exists).
+    One query: the chatbot, its account and plan, joined through the user's membership."""
+    if not getattr(user, "is_authenticated", False) or user.pk is None:
+        raise Http404("No account")
     try:
-        return Chatbot.objects.select_related("account__plan").get(pk=chatbot_id, account=account)
+        return Chatbot.objects.select_related("account__plan").get(pk=chatbot_id, account__memberships__user_id=user.pk)
     except (Chatbot.DoesNotExist, ValueError):
         raise Http404("No such chatbot") from None
 
