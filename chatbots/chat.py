@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from django.db.models import Exists
+
 from wizchat.plans import PlanLimitReached
 
 from . import extraction
@@ -69,14 +71,25 @@ class Knowledge:
     titles: dict = field(default_factory=dict)
     has_chunks: bool = False
     has_graph: bool = False
+    queued: bool | None = None  # whether the chatbot has messages in the outbox; None: not asked
 
 
-def knowledge_of(chatbot: Chatbot) -> Knowledge:
+def knowledge_of(chatbot: Chatbot, with_outbox: bool = False) -> Knowledge:
+    """`with_outbox`: also learn whether messages wait in the outbox, in the same query (known when the
+    chatbot has documents)."""
     known = Knowledge()
-    for doc_id, title, embedded, graphed in chatbot.documents.values_list("id", "title", "chunks_embedded",
-                                                                          "chunks_graphed"):
+    documents = chatbot.documents.all()
+    fields = ["id", "title", "chunks_embedded", "chunks_graphed"]
+    if with_outbox:
+        from conversations.models import Outbox
+
+        documents = documents.annotate(queued=Exists(Outbox.objects.filter(chatbot_id=chatbot.id)))
+        fields.append("queued")
+    for doc_id, title, embedded, graphed, *queued in documents.values_list(*fields):
         known.has_chunks, known.has_graph = known.has_chunks or embedded > 0, known.has_graph or graphed > 0
         known.titles[str(doc_id)] = title
+        if queued:
+            known.queued = queued[0]
     return known
 
 
@@ -199,7 +212,7 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         conversation_id = uuid.uuid4().hex
     try:
         stack = resolve_stack(chatbot)
-        known = knowledge_of(chatbot)
+        known = knowledge_of(chatbot, with_outbox=True)
         vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question) if known.has_chunks else None
         if count_quota:
             message_quota_use(chatbot.account)
@@ -208,7 +221,7 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         return
     yield {"event": "meta", "conversation_id": conversation_id}
     asked = message_new(conversation_id, "user", question)
-    pending = conversation_append_start(chatbot, asked, stack)  # stored while the answer is prepared
+    pending = conversation_append_start(chatbot, asked, stack, known.queued)  # stored while the answer is prepared
     answer: list[str] = []
     sources: list[dict] = []
     failed = None

@@ -40,10 +40,13 @@ def _append(stack, chatbot, message: Message) -> bool:
 _STORE_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-store")
 
 
-def conversation_append_start(chatbot, message: Message, stack) -> Future | None:
+def conversation_append_start(chatbot, message: Message, stack, queued: bool | None = None) -> Future | None:
     """Start storing the first message of an exchange in the background. None when the chatbot has queued
-    messages: then everything goes through conversation_append to keep the order."""
-    if Outbox.objects.filter(chatbot=chatbot).exists():
+    messages: then everything goes through conversation_append to keep the order. `queued`: whether it has,
+    when the caller has just asked (None: ask here)."""
+    if queued is None:
+        queued = Outbox.objects.filter(chatbot=chatbot).exists()
+    if queued:
         return None
     return _STORE_THREADS.submit(_append, stack, chatbot, message)
 
