@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Exists
 
+from byoi.backends.embeddings import LocalEmbeddings
 from wizchat.plans import PlanLimitReached
 
 from . import extraction
@@ -100,6 +101,16 @@ def _embed_question(stack, question: str) -> list[float]:
 
 # Embedding the question runs beside the platform queries that precede retrieval (ONNX and HTTP release the GIL).
 _EMBEDDER_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-embed")
+
+
+def _in_process(stack) -> bool:
+    """Whether the stack's embedder is WizChat's in-process MiniLM (no request leaves the machine)."""
+    if stack.sources.get("embeddings") != "default":
+        return False
+    try:
+        return isinstance(stack.embeddings, LocalEmbeddings)
+    except Exception:  # noqa: BLE001 - a failing embedder is reported where it is used
+        return False
 
 
 def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = None,
@@ -212,8 +223,14 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         conversation_id = uuid.uuid4().hex
     try:
         stack = resolve_stack(chatbot)
+        # The in-process embedder starts before the documents query (it is the critical path); it costs only
+        # CPU when the chatbot turns out to have no chunks. An embeddings API is called only when needed.
+        vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question) if _in_process(stack) else None
         known = knowledge_of(chatbot, with_outbox=True)
-        vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question) if known.has_chunks else None
+        if not known.has_chunks:
+            vector = None
+        elif vector is None:
+            vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question)
         if count_quota:
             message_quota_use(chatbot.account)
     except (PlanLimitReached, ComponentFailed) as error:
