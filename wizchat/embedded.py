@@ -175,6 +175,9 @@ class EmbeddedFalkor:
             f"loadmodule {get_falkordb_module()}\ndir {self.data_dir}\n"
             "save 60 1\nappendonly no\nprotected-mode yes\ndatabases 16\n"
             f"pidfile {self.data_dir / 'redis.pid'}\n"
+            # Save on SIGTERM as usual, but exit even if the save fails (a deleted or full data folder must not
+            # leave a server running after WizChat or a test session stops).
+            "shutdown-on-sigterm default force\n"
         )
         conf.chmod(0o600)
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child for its life
