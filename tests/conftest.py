@@ -128,3 +128,13 @@ def _close_backend_pools(django_db_setup):
     from byoi import resolver
 
     resolver.clear_cache()
+
+
+@pytest.fixture(scope="session")
+def customer_falkor(tmp_path_factory):
+    """A second FalkorDB, the customer's own, with its own password."""
+    server = embedded.EmbeddedFalkor(tmp_path_factory.mktemp("customer-falkor"), embedded.free_port(),
+                                     embedded.new_password())
+    server.start()
+    yield server
+    server.stop()

@@ -30,16 +30,6 @@ TEXT = "\n\n".join(
 QUESTION = "Where does the Wombatrix Engine store answers?"
 
 
-@pytest.fixture(scope="module")
-def customer_falkor(tmp_path_factory):
-    """A second FalkorDB, the customer's own."""
-    server = embedded.EmbeddedFalkor(tmp_path_factory.mktemp("migrate-falkor"), embedded.free_port(),
-                                     embedded.new_password())
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def knowledge(chatbot):
     """A document ingested into the defaults (platform pgvector with MiniLM 384, platform FalkorDB)."""

@@ -13,22 +13,11 @@ from byoi.services import byoi_set_enabled, component_save
 from chatbots.ingestion import document_add, document_ingest
 from chatbots.models import Document, DocumentSource
 from tests.peers import PEERS, customer_database, drop_database
-from wizchat import embedded
 
 MARKER = "Quokkaflux"  # a word that appears nowhere else, so finding it anywhere means this chatbot's content
 TEXT = (f"The {MARKER} Protocol keeps every answer inside the customer's own infrastructure. "
         f"Acme Corporation runs the {MARKER} Protocol on Kubernetes.\n\n") * 6
 QUESTION = f"What does the {MARKER} Protocol keep?"
-
-
-@pytest.fixture(scope="session")
-def customer_falkor(tmp_path_factory):
-    """A second FalkorDB, the customer's own, with its own password."""
-    server = embedded.EmbeddedFalkor(tmp_path_factory.mktemp("customer-falkor"), embedded.free_port(),
-                                     embedded.new_password())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
