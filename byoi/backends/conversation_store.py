@@ -37,6 +37,12 @@ def _created(value: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _message(row) -> Message:
+    """A Message from a row of (id, conversation_id, role, content, created, metadata)."""
+    return Message(id=row[0], conversation_id=row[1], role=row[2], content=row[3], created=_iso(row[4]),
+                   metadata=row[5] or {})
+
+
 class PgConversationStore(ConversationStore):
     secret_fields = ("password",)
 
@@ -61,7 +67,7 @@ class PgConversationStore(ConversationStore):
         """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
         A customer's database is never dropped automatically."""
         table = self.table(chatbot_id)
-        self._run(lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))))
+        self._run(lambda conn: pg.drop_table(conn, table))
         _PROVISIONED.discard((self._fp, table))
 
     def provision(self, chatbot_id: uuid.UUID) -> None:
@@ -144,16 +150,13 @@ class PgConversationStore(ConversationStore):
             except pg_errors.UndefinedTable:
                 return self._missing(table, [])
 
-        rows = self._run(work)
-        return [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], created=_iso(r[4]),
-                        metadata=r[5] or {}) for r in rows]
+        return [_message(r) for r in self._run(work)]
 
     def count(self, chatbot_id: uuid.UUID) -> int:
         table = self.table(chatbot_id)
         def work(conn: psycopg.Connection) -> int:
             try:
-                return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(table))).fetchone()[0])
+                return pg.row_count(conn, table)
             except pg_errors.UndefinedTable:
                 return self._missing(table, 0)
 
@@ -175,8 +178,7 @@ class PgConversationStore(ConversationStore):
                 return self._missing(table, [])
 
         for rows in pg.keyset_pages(lambda last: self._run(lambda conn: page(conn, last)), batch_size, after_id):
-            yield [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], created=_iso(r[4]),
-                           metadata=r[5] or {}) for r in rows]
+            yield [_message(r) for r in rows]
 
     def ids_present(self, chatbot_id: uuid.UUID, ids: list[str]) -> set[str]:
         table = self.table(chatbot_id)
@@ -185,10 +187,8 @@ class PgConversationStore(ConversationStore):
 
         def work(conn: psycopg.Connection) -> set[str]:
             try:
-                rows = conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
-                                    [list(ids)]).fetchall()
+                return pg.ids_in(conn, table, ids)
             except pg_errors.UndefinedTable:
                 return self._missing(table, set())
-            return {r[0] for r in rows}
 
         return self._run(work)

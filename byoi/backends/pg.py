@@ -446,3 +446,18 @@ def keyset_pages(fetch: Callable[[str | None], list], batch_size: int, after_id:
         if len(rows) < batch_size:
             return
         last = rows[-1][0]
+
+
+def row_count(conn: psycopg.Connection, table: str) -> int:
+    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0])
+
+
+def ids_in(conn: psycopg.Connection, table: str, ids: list[str]) -> set[str]:
+    """Which of `ids` the table holds (a store's rows are keyed by a text `id`)."""
+    rows = conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+                        [list(ids)]).fetchall()
+    return {r[0] for r in rows}
+
+
+def drop_table(conn: psycopg.Connection, table: str) -> None:
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))

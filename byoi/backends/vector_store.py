@@ -222,7 +222,7 @@ class PgVectorStore(VectorStore):
         """Drop the chatbot's data: only for WizChat's own default store when a chatbot is deleted.
         A customer's database is never dropped automatically."""
         table = self.table(chatbot_id)
-        self._run(lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))))
+        self._run(lambda conn: pg.drop_table(conn, table))
         _LAYOUTS.pop((self._fp, table), None)
 
     def delete_document(self, chatbot_id: uuid.UUID, document_id: str) -> int:
@@ -277,8 +277,7 @@ class PgVectorStore(VectorStore):
             if self._layout(conn, table) is None:
                 return 0
             try:
-                return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(table))).fetchone()[0])
+                return pg.row_count(conn, table)
             except pg_errors.UndefinedTable:
                 return self._gone(table, 0)
 
@@ -340,10 +339,8 @@ class PgVectorStore(VectorStore):
             if self._layout(conn, table) is None:
                 return set()
             try:
-                rows = conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
-                                    [list(ids)]).fetchall()
+                return pg.ids_in(conn, table, ids)
             except pg_errors.UndefinedTable:
                 return self._gone(table, set())
-            return {r[0] for r in rows}
 
         return self._run(work)

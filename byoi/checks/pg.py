@@ -230,17 +230,16 @@ def drop_probe_table(ctx: Context, name: str):
     """A cleanup that drops the probe table, on a fresh connection if the check's own one broke."""
     def cleanup() -> None:
         conn = ctx.state.get("conn")
-        statement = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
         try:
             if conn is None or conn.closed:
                 raise psycopg.OperationalError("closed")
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
-            conn.execute(statement)
+            pg.drop_table(conn, name)
         except psycopg.Error:
             with pg.connect(ctx.settings, connect_timeout=dj.BYOI_CONNECT_TIMEOUT,
                             operation_timeout=dj.BYOI_OPERATION_TIMEOUT) as fresh:
-                fresh.execute(statement)
+                pg.drop_table(fresh, name)
 
     return cleanup
 
