@@ -27,9 +27,9 @@ from byoi import resolver
 from byoi.audit import audit_record
 from byoi.errors import BackendError
 from byoi.models import BYOIComponent
-from byoi.registry import KINDS
+from byoi.registry import KINDS, STORE_KINDS
 
-MIGRATABLE = ("vector_store", "graph", "conversations")
+MIGRATABLE = STORE_KINDS
 DIRECTIONS = ("custom", "default")
 MAX_BATCH_SIZE = 10_000
 

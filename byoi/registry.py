@@ -29,6 +29,9 @@ class Kind:
     backend: str  # dotted path of the backend class used for the custom component
     check: str  # dotted path of the Test Connection steps function
     fields: tuple = field(default_factory=tuple)
+    # Holds the chatbot's data (vectors, graph, messages): migrated by byoi_migrate, purged from the
+    # defaults when a chatbot is deleted. LLM and embeddings only compute.
+    stores_data: bool = False
 
     @property
     def secret_fields(self) -> list[str]:
@@ -88,12 +91,14 @@ KINDS: dict[str, Kind] = {
             "vector_store", "Vector Store", "Use your own PostgreSQL with pgvector",
             backend="byoi.backends.vector_store.PgVectorStore",
             check="byoi.checks.vector_store.steps",
+            stores_data=True,
             fields=_pg_fields("CUSTOM_PGVECTOR"),
         ),
         Kind(
             "graph", "FalkorDB", "Use your own graph database for GraphRAG",
             backend="byoi.backends.graph.FalkorGraph",
             check="byoi.checks.graph.steps",
+            stores_data=True,
             fields=(
                 Field("host", "Host", "CUSTOM_FALKORDB_HOST", help="FalkorDB host", rebinds_secret=True),
                 Field("port", "Port", "CUSTOM_FALKORDB_PORT", kind="int", default=6379,
@@ -108,10 +113,12 @@ KINDS: dict[str, Kind] = {
             "conversations", "Conversations", "Use your own PostgreSQL for chat history",
             backend="byoi.backends.conversation_store.PgConversationStore",
             check="byoi.checks.conversations.steps",
+            stores_data=True,
             fields=_pg_fields("CUSTOM_CONVERSATIONS"),
         ),
     ]
 }
 
+STORE_KINDS = tuple(slug for slug, kind in KINDS.items() if kind.stores_data)
 KIND_CHOICES = [(k.slug, k.label) for k in KINDS.values()]
 SECRET_FIELD_NAMES = sorted({f.name for k in KINDS.values() for f in k.fields if f.secret})

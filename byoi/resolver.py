@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 from .errors import BackendError
 from .registry import KINDS
 
-KIND_ORDER = ["llm", "embeddings", "vector_store", "graph", "conversations"]
+KIND_ORDER = list(KINDS)  # the registry's order: llm, embeddings, vector_store, graph, conversations
 LOCAL_EMBEDDINGS = "byoi.backends.embeddings.LocalEmbeddings"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", ""}
 

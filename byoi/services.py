@@ -21,7 +21,7 @@ from .audit import audit_record
 from .checks import StepResult, check_run
 from .logging import secrets_known
 from .models import BYOIComponent, ConnectionTest, Status, settings_fingerprint
-from .registry import KINDS, Field
+from .registry import KINDS, STORE_KINDS, Field
 
 logger = logging.getLogger(__name__)
 
@@ -442,9 +442,6 @@ def connection_test_purge(*, dry_run: bool = False, now=None) -> dict:
             test.secrets = {}
             test.save(update_fields=["secret_values"])
     return counts
-
-
-STORE_KINDS = ("vector_store", "graph", "conversations")
 
 
 def platform_data_purge(chatbot_id) -> list[str]:
