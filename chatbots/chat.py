@@ -136,6 +136,11 @@ def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = N
     return hits, facts, known.titles
 
 
+def _title(hit, titles: dict) -> str:
+    """The document's current title (it may have been renamed since the chunk was stored)."""
+    return titles.get(hit.document_id) or hit.metadata.get("title") or "document"
+
+
 def prompt_build(chatbot: Chatbot, question: str, hits: list, facts: list, history: list | None = None,
                  titles: dict | None = None) -> list[dict]:
     titles = titles or {}
@@ -147,7 +152,7 @@ def prompt_build(chatbot: Chatbot, question: str, hits: list, facts: list, histo
     budget = CONTEXT_CHARS
     context = []
     for i, hit in enumerate(hits, 1):
-        title = titles.get(hit.document_id) or hit.metadata.get("title") or "document"
+        title = _title(hit, titles)
         text = hit.text[:max(0, budget)]
         if not text:
             break
@@ -172,7 +177,7 @@ def sources_of(hits: list, titles: dict) -> list[dict]:
         if len(snippet) > SNIPPET_CHARS:
             snippet = snippet[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
         out.append({"n": i, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
-                    "title": titles.get(hit.document_id) or hit.metadata.get("title") or "document",
+                    "title": _title(hit, titles),
                     "snippet": snippet})
     return out
 
