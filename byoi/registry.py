@@ -3,6 +3,9 @@ resolver all derive from it; nothing else branches on a kind."""
 
 from dataclasses import dataclass, field
 
+# How a boolean setting (FalkorDB's SSL) may be spelled in a form, the admin or a CUSTOM_* variable.
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 

@@ -21,12 +21,10 @@ from .audit import audit_record
 from .checks import StepResult, check_run
 from .logging import secrets_known
 from .models import BYOIComponent, ConnectionTest, Status, settings_fingerprint
-from .registry import KINDS, STORE_KINDS, Field
+from .registry import FALSE_WORDS, KINDS, STORE_KINDS, TRUE_WORDS, Field
 
 logger = logging.getLogger(__name__)
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
 _INT_RANGES = {"port": (1, 65535), "dimensions": (1, 16000)}
 _MAX_TEXT = 255
 _MAX_URL = 2000
@@ -56,9 +54,9 @@ def field_coerce(field: Field, raw):
         if isinstance(raw, bool):
             return raw
         text = str(raw).strip().lower()
-        if text in _TRUE:
+        if text in TRUE_WORDS:
             return True
-        if text in _FALSE:
+        if text in FALSE_WORDS:
             return False
         raise ValueError(f"{field.label} must be true or false.")
     if field.kind == "int":

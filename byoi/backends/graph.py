@@ -25,6 +25,7 @@ from redis.retry import Retry
 from byoi.backends import pg
 from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
 from byoi.logging import scrub
+from byoi.registry import TRUE_WORDS
 
 MIN_FALKORDB_VERSION = 40000  # MODULE LIST reports 4.16.3 as 41603
 
@@ -91,7 +92,7 @@ class PinnedSSLConnection(redis.SSLConnection):
 
 def truthy(value) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        return value.strip().lower() in TRUE_WORDS
     return bool(value)
 
 
