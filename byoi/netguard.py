@@ -108,6 +108,20 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[str]:
     return addresses
 
 
+def guarded(settings: dict) -> bool:
+    """Whether connections for these component settings pass the guard: always for a customer's; the
+    platform's own default servers are marked `egress_guard: False` by the resolver."""
+    return settings.get("egress_guard", True) is not False
+
+
+def allowed_detail(host: str, addresses: list[str]) -> str:
+    """What Test Connection's address step shows for the allowed `addresses` of `host`."""
+    allow_listed = any(why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
+    note = " (allowed by the operator's network allow-list)" if allow_listed else ""
+    shown = ", ".join(addresses[:3])
+    return f"{shown}{note}." if parse_ip(host) is not None else f"{host} resolves to {shown}{note}."
+
+
 def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> list[str]:
     """The addresses of `host` WizChat may connect to; BackendError("blocked_address") if any is refused.
 

@@ -185,8 +185,7 @@ def client_get(settings: dict, *, connect_timeout: float, operation_timeout: flo
     entry = _CLIENTS.get(key)
     if entry is not None:
         return entry[1]
-    addresses = [] if settings.get("egress_guard", True) is False else pg.pinned_addresses(
-        {**settings, "port": settings.get("port") or 6379})
+    addresses = pg.pinned_addresses({**settings, "port": settings.get("port") or 6379})
     pool = redis.ConnectionPool(**client_kwargs(settings, connect_timeout=connect_timeout,
                                                 operation_timeout=operation_timeout, addresses=addresses))
     client = redis.Redis(connection_pool=pool)

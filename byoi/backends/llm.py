@@ -20,7 +20,7 @@ from byoi.backends.base import LLM, BackendError
 def openai_client(backend, base_url: str, api_key: str) -> openai.OpenAI:
     """An OpenAI client whose only way out is netguard's pinned httpx client; no retries (the caller
     decides), explicit timeouts."""
-    guard = backend.settings.get("egress_guard", True) is not False
+    guard = netguard.guarded(backend.settings)
     http = netguard.http_client(base_url, timeout_connect=backend.connect_timeout,
                                 timeout_read=backend.operation_timeout, guard=guard)
     timeout = httpx.Timeout(connect=backend.connect_timeout, read=backend.operation_timeout,

@@ -77,10 +77,10 @@ def fingerprint(settings: dict, *extra: object) -> str:
 def pinned_addresses(settings: dict) -> list[str]:
     """The addresses to connect to: netguard's allowed resolution, or none (libpq resolves) for the
     platform's own trusted defaults."""
-    if settings.get("egress_guard", True) is False:
-        return []
     from byoi import netguard
 
+    if not netguard.guarded(settings):
+        return []
     return list(netguard.resolve_allowed(str(settings["host"]), int(settings.get("port") or 5432)))
 
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from django.conf import settings as dj
 
 from byoi import netguard
@@ -14,7 +12,7 @@ from byoi.checks import Context, Step
 
 def endpoint_steps(settings: dict, backend_class) -> list[Step]:
     """The steps every OpenAI-compatible endpoint shares, up to and including authentication."""
-    guard = settings.get("egress_guard", True) is not False
+    guard = netguard.guarded(settings)
 
     def where(ctx: Context) -> tuple[str, str, int]:
         return netguard.split_endpoint(ctx.settings.get("endpoint") or "")
@@ -24,10 +22,7 @@ def endpoint_steps(settings: dict, backend_class) -> list[Step]:
         if not guard:
             return f"{host} is a platform server."
         addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
-        shown = ", ".join(addresses[:3])
-        allow_listed = any(netguard.why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
-        note = " (allowed by the operator's network allow-list)" if allow_listed else ""
-        return shown + note if netguard.parse_ip(host) else f"{host} resolves to {shown}{note}."
+        return netguard.allowed_detail(host, addresses)
 
     def tcp(ctx: Context) -> str:
         _, host, port = where(ctx)

@@ -6,7 +6,6 @@ kind adds its own version detail and operation. The steps connect to the address
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import struct
@@ -29,18 +28,6 @@ def probe_name() -> str:
     return f"wizchat_probe_{uuid.uuid4().hex[:12]}"
 
 
-def _guarded(settings: dict) -> bool:
-    return settings.get("egress_guard", True) is not False
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
 # --- generic network steps --------------------------------------------------------------------------------
 
 def address_step(default_port: int):
@@ -49,17 +36,14 @@ def address_step(default_port: int):
         if not host:
             raise BackendError("config", "The host is empty.")
         port = int(ctx.settings.get("port") or default_port)
-        if not _guarded(ctx.settings):
-            ctx.state["addresses"] = []
-            return f"{host} is a platform server."
         from byoi import netguard
 
+        if not netguard.guarded(ctx.settings):
+            ctx.state["addresses"] = []
+            return f"{host} is a platform server."
         addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
         ctx.state["addresses"] = addresses
-        allow_listed = any(netguard.why_blocked(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
-        note = " (allowed by the operator's network allow-list)" if allow_listed else ""
-        shown = ", ".join(addresses[:3])
-        return f"{shown}{note}." if _is_ip(host) else f"{host} resolves to {shown}{note}."
+        return netguard.allowed_detail(host, addresses)
 
     return address
 
