@@ -164,7 +164,12 @@ def _open(addresses: list[str], port: int, timeout: float) -> socket.socket:
 
 def connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection to an allowed address of `host` (BackendError on any failure)."""
-    addresses = resolve_allowed(host, port, timeout=timeout)
+    return connect_addresses(host, resolve_allowed(host, port, timeout=timeout), port, timeout)
+
+
+def connect_addresses(host: str, addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of `addresses` (already allowed, or the platform's own) that answers,
+    named `host` in errors (BackendError on any failure)."""
     try:
         return _open(addresses, port, timeout)
     except TimeoutError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-import time
 import uuid
 
 import psycopg
@@ -55,22 +54,9 @@ def open_socket(ctx: Context, default_port: int) -> socket.socket:
     host = str(ctx.settings.get("host") or "")
     port = int(ctx.settings.get("port") or default_port)
     timeout = dj.BYOI_CONNECT_TIMEOUT
-    targets = ctx.state.get("addresses") or [host]
-    deadline = time.monotonic() + timeout
-    last: OSError | None = None
-    for address in targets:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            sock = socket.create_connection((address, port), timeout=remaining)
-            sock.settimeout(timeout)
-            return sock
-        except OSError as error:
-            last = error
-    if last is None or isinstance(last, TimeoutError):
-        raise BackendError("timeout", f"Connection to {host}:{port} did not complete within {timeout:g} seconds.")
-    raise netguard.classify(last, host=host, port=port, timeout=timeout) from None
+    sock = netguard.connect_addresses(host, ctx.state.get("addresses") or [host], port, timeout)
+    sock.settimeout(timeout)
+    return sock
 
 
 def tcp_step(default_port: int):
