@@ -145,7 +145,7 @@ def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> li
     return candidates
 
 
-def _open(addresses: list[str], port: int, timeout: float) -> socket.socket:
+def open_first(addresses: list[str], port: int, timeout: float) -> socket.socket:
     """Connect to the first address that answers within `timeout` seconds in total."""
     deadline = time.monotonic() + timeout
     last: OSError | None = None
@@ -171,7 +171,7 @@ def connect_addresses(host: str, addresses: list[str], port: int, timeout: float
     """A TCP connection to the first of `addresses` (already allowed, or the platform's own) that answers,
     named `host` in errors (BackendError on any failure)."""
     try:
-        return _open(addresses, port, timeout)
+        return open_first(addresses, port, timeout)
     except TimeoutError:
         raise BackendError("timeout", f"Connection to {host}:{port} did not complete within {timeout:g} seconds.") \
             from None

@@ -22,6 +22,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from byoi import netguard
 from byoi.backends import pg
 from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
 from byoi.logging import scrub
@@ -44,19 +45,12 @@ def entity_key(name: str) -> str:
 # --- connections pinned to the allowed address ------------------------------------------------------------
 
 def _open_pinned(conn: redis.Connection, addresses: list[str]) -> socket.socket:
-    last: OSError | None = None
-    for address in addresses:
-        sock = None
-        try:
-            sock = socket.create_connection((address, conn.port), timeout=conn.socket_connect_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(conn.socket_timeout)
-            return sock
-        except OSError as error:
-            last = error
-            if sock is not None:
-                sock.close()
-    raise last or OSError("no address to connect to")
+    """The first allowed address that answers within the connect timeout (netguard's loop; redis maps the
+    raw OSError it raises)."""
+    sock = netguard.open_first(addresses, conn.port, conn.socket_connect_timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(conn.socket_timeout)
+    return sock
 
 
 class PinnedConnection(redis.Connection):
@@ -158,8 +152,6 @@ def classify(exc: BaseException, settings: dict, connect_timeout: float | None =
     if not use_ssl and isinstance(exc, redis.TimeoutError):
         return BackendError("timeout", f"{host}:{port} accepted the connection but did not answer: check the port, "
                                        "and turn SSL on if the server expects TLS.")
-    from byoi import netguard
-
     found = netguard.classify(exc, host=host, port=port, connect_timeout=connect_timeout)
     if found.code == "unavailable" and isinstance(exc, redis.ResponseError):
         return BackendError("unavailable", f"FalkorDB refused the query: {scrub(str(exc))[:200]}")
