@@ -156,6 +156,20 @@ def test_it_operates_the_switches_with_the_keyboard(page, live_server, log_in, m
     expect(page.get_by_role("switch", name=re.compile("^LLM"))).to_be_checked()
 
 
+def test_it_sends_the_request_of_a_switch_flipped_the_instant_it_appears(page, live_server, log_in, make_user):
+    # A MutationObserver clicks the LLM switch in the same task that inserted it, before any timer can run:
+    # the switch only works if htmx binds new controls during the swap rather than after a settle delay.
+    user = make_user("instant@example.com", team_name="Instant Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    page.evaluate("""() => new MutationObserver((changes, observer) => {
+        const llm = document.querySelector("#byoi-llm input[role=switch]");
+        if (llm) { observer.disconnect(); llm.click(); }
+    }).observe(document.body, {childList: true, subtree: true})""")
+    page.get_by_role("switch", name="Enable BYOI").check()
+    expect(page.locator("#byoi-llm-fields").get_by_label("API Endpoint")).to_be_visible()
+
+
 def test_it_shows_the_panel_locked_for_a_free_account(page, live_server, log_in, make_user, screenshot):
     user = make_user("free-browser@example.com", plan="free", team_name="Free Co")
     log_in(page, user)
