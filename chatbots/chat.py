@@ -22,7 +22,7 @@ from wizchat.plans import PlanLimitReached
 
 from . import extraction
 from .components import ComponentFailed, component, resolve_stack
-from .models import Chatbot
+from .models import Chatbot, Document
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +67,35 @@ def _is_uuid(value: str) -> bool:
 
 @dataclass
 class Knowledge:
-    """What the platform knows about the chatbot's documents (no content): titles and what is indexed."""
+    """What the platform knows about the chatbot's documents (no content): whether anything is indexed."""
 
-    titles: dict = field(default_factory=dict)
     has_chunks: bool = False
     has_graph: bool = False
     queued: bool | None = None  # whether the chatbot has messages in the outbox; None: not asked
 
 
 def knowledge_of(chatbot: Chatbot, with_outbox: bool = False) -> Knowledge:
-    """`with_outbox`: also learn whether messages wait in the outbox, in the same query (known when the
-    chatbot has documents)."""
-    known = Knowledge()
-    documents = chatbot.documents.all()
-    fields = ["id", "title", "chunks_embedded", "chunks_graphed"]
+    """One query of EXISTS tests, whatever the number of documents. `with_outbox`: also learn whether messages
+    wait in the outbox."""
+    documents = Document.objects.filter(chatbot_id=chatbot.id)
+    tests = {"has_chunks": Exists(documents.filter(chunks_embedded__gt=0)),
+             "has_graph": Exists(documents.filter(chunks_graphed__gt=0))}
     if with_outbox:
         from conversations.models import Outbox
 
-        documents = documents.annotate(queued=Exists(Outbox.objects.filter(chatbot_id=chatbot.id)))
-        fields.append("queued")
-    for doc_id, title, embedded, graphed, *queued in documents.values_list(*fields):
-        known.has_chunks, known.has_graph = known.has_chunks or embedded > 0, known.has_graph or graphed > 0
-        known.titles[str(doc_id)] = title
-        if queued:
-            known.queued = queued[0]
-    return known
+        tests["queued"] = Exists(Outbox.objects.filter(chatbot_id=chatbot.id))
+    row = Chatbot.objects.filter(id=chatbot.id).values(**tests).first() or {}
+    return Knowledge(**{name: bool(row.get(name)) for name in tests})
+
+
+def titles_of(chatbot: Chatbot, hits: list) -> dict:
+    """The current titles of the hits' documents (a document may have been renamed since its chunks were
+    stored), by document id. Ids a customer's store returns that are not ours are left out."""
+    ids = {hit.document_id for hit in hits if _is_uuid(hit.document_id)}
+    if not ids:
+        return {}
+    rows = Document.objects.filter(chatbot_id=chatbot.id, id__in=ids).values_list("id", "title")
+    return {str(doc_id): title for doc_id, title in rows}
 
 
 def _embed_question(stack, question: str) -> list[float]:
@@ -116,10 +120,10 @@ def _in_process(stack) -> bool:
 def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = None,
              vector: Future | None = None) -> tuple[list, list, dict]:
     """(hits, facts, titles) for the question: nearest chunks, graph facts about the entities involved, and
-    the documents' current titles. `vector` may be the question's embedding already under way."""
+    the current titles of the hits' documents. `vector` may be the question's embedding already under way."""
     known = known or knowledge_of(chatbot)
     if not known.has_chunks:
-        return [], [], known.titles
+        return [], [], {}
     query = vector.result() if vector is not None else _embed_question(stack, question)
     with component(stack, "vector_store") as store:
         hits = store.search(chatbot.id, query, k=TOP_K)
@@ -133,7 +137,7 @@ def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = N
         if names:
             with component(stack, "graph") as graph:
                 facts = graph.neighbourhood(chatbot.id, names[:20], limit=MAX_FACTS)
-    return hits, facts, known.titles
+    return hits, facts, titles_of(chatbot, hits)
 
 
 def _title(hit, titles: dict) -> str:

@@ -246,3 +246,31 @@ def test_it_shows_messages_waiting_in_the_outbox(owner_client, chatbot, custom_l
 def test_it_serves_history_and_data_locations_as_pages_without_javascript(owner_client, chatbot, suffix, title):
     body = owner_client.get(f"/dashboard/chatbots/{chatbot.id}/{suffix}").content.decode()
     assert f"<title>{title} · {chatbot.name} · WizChat</title>" in body
+
+
+def test_it_cites_a_document_by_its_current_title_after_a_rename(chatbot, knowledge, custom_llm):
+    knowledge.title = "BYOI guide (2027 edition)"
+    knowledge.save(update_fields=["title"])
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    assert {s["title"] for s in result["sources"]} == {"BYOI guide (2027 edition)"}
+    assert "(BYOI guide (2027 edition))" in custom_llm.calls("/chat/completions")[-1].body["messages"][0]["content"]
+
+
+def test_it_learns_what_is_indexed_in_one_query_however_many_documents(chatbot, knowledge,
+                                                                        django_assert_num_queries):
+    from chatbots.chat import knowledge_of
+    from chatbots.models import Document
+
+    Document.objects.bulk_create(Document(chatbot=chatbot, title=f"Doc {i}") for i in range(300))
+    with django_assert_num_queries(1):
+        known = knowledge_of(chatbot, with_outbox=True)
+    assert (known.has_chunks, known.has_graph, known.queued) == (True, True, False)
+
+
+def test_it_knows_a_chatbot_without_indexed_documents_has_nothing_to_search(chatbot):
+    from chatbots.chat import knowledge_of
+    from chatbots.models import Document
+
+    Document.objects.create(chatbot=chatbot, title="Still uploading")
+    known = knowledge_of(chatbot)
+    assert (known.has_chunks, known.has_graph, known.queued) == (False, False, None)
