@@ -11,3 +11,46 @@ document.addEventListener("input", (event) => {
     status.classList.add("stale");
   }
 });
+
+// Switching a BYOI component (or "Enable BYOI") off and on again re-renders its fields from the server, which
+// never received what was typed into fields that were no longer on the page. Remember, for the life of the page,
+// what the user typed and which components they switched on, and put it back when the fields return.
+const typed = new Map();
+const switchedOn = new Set();
+
+function remember(event) {
+  const input = event.target;
+  if (!input.name) {
+    return;
+  }
+  if (input.closest(".component-fields")) {
+    typed.set(input.name, input.type === "checkbox" ? input.checked : input.value);
+  } else if (input.matches(".byoi-component > legend input[role=switch]")) {
+    if (input.checked) switchedOn.add(input.id); else switchedOn.delete(input.id);
+  }
+}
+document.addEventListener("input", remember);
+document.addEventListener("change", remember);
+document.addEventListener("DOMContentLoaded", () => {  // what the page was served with counts as typed
+  const served = ".component-fields [name], .byoi-component > legend input[role=switch]";
+  document.querySelectorAll(served).forEach((input) => remember({ target: input }));
+});
+
+document.addEventListener("htmx:afterSettle", (event) => {
+  const swapped = event.target;
+  if (swapped.id === "byoi-panel") {
+    for (const id of switchedOn) {
+      const componentSwitch = document.getElementById(id);
+      if (componentSwitch && !componentSwitch.checked) {
+        componentSwitch.checked = true;
+        componentSwitch.dispatchEvent(new Event("change", { bubbles: true }));  // htmx fetches its fields
+      }
+    }
+  }
+  if (swapped.querySelectorAll) {
+    for (const input of swapped.querySelectorAll(".component-fields [name]")) {
+      if (!typed.has(input.name)) continue;
+      if (input.type === "checkbox") input.checked = typed.get(input.name); else input.value = typed.get(input.name);
+    }
+  }
+});

@@ -170,6 +170,34 @@ def test_it_sends_the_request_of_a_switch_flipped_the_instant_it_appears(page, l
     expect(page.locator("#byoi-llm-fields").get_by_label("API Endpoint")).to_be_visible()
 
 
+def test_it_keeps_what_was_typed_when_switches_go_off_and_on_again(page, live_server, log_in, make_user):
+    user = make_user("flip@example.com", team_name="Flip Co")
+    log_in(page, user)
+    open_create_page(page, live_server)
+    enable_byoi(page)
+    vectors = switch_on(page, "vector_store", "Vector Store")
+    vectors.get_by_label("Host").fill("vectors.example.com")
+    vectors.get_by_label("Port").fill("6543")
+    vectors.get_by_label("Password").fill("typed-secret")
+    llm = switch_on(page, "llm", "LLM")
+    llm.get_by_label("API Endpoint").fill("https://llm.example.com/v1")
+
+    page.get_by_role("switch", name="Enable BYOI").uncheck()
+    expect(page.locator("#byoi-vector_store")).to_have_count(0)
+    page.get_by_role("switch", name="Enable BYOI").check()
+    vectors = page.locator("#byoi-vector_store-fields")
+    expect(vectors.get_by_label("Host")).to_have_value("vectors.example.com")
+    expect(vectors.get_by_label("Port")).to_have_value("6543")
+    expect(vectors.get_by_label("Password")).to_have_value("typed-secret")
+    expect(page.locator("#byoi-llm-fields").get_by_label("API Endpoint")).to_have_value("https://llm.example.com/v1")
+    expect(page.get_by_role("switch", name=re.compile("^Embeddings"))).not_to_be_checked()
+
+    page.get_by_role("switch", name=re.compile("^Vector Store")).uncheck()
+    expect(page.locator("#byoi-vector_store-fields")).to_have_count(0)
+    switch_on(page, "vector_store", "Vector Store")
+    expect(page.locator("#byoi-vector_store-fields").get_by_label("Host")).to_have_value("vectors.example.com")
+
+
 def test_it_shows_the_panel_locked_for_a_free_account(page, live_server, log_in, make_user, screenshot):
     user = make_user("free-browser@example.com", plan="free", team_name="Free Co")
     log_in(page, user)
