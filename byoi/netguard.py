@@ -260,9 +260,19 @@ class _PinnedBackend(httpcore.NetworkBackend):
 
 
 def ssl_context() -> ssl.SSLContext:
-    """The one TLS policy for customer endpoints (the TLS step and the HTTP client agree): certificate and
-    host name verified against certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when the operator sets them."""
-    return httpx.create_ssl_context(trust_env=True)
+    """The one TLS policy for customer HTTPS endpoints (the TLS step and the HTTP client agree): certificate and
+    host name verified against certifi's CAs (or SSL_CERT_FILE / SSL_CERT_DIR when set) plus the operator's
+    BYOI_CA_BUNDLE, the same file the PostgreSQL and FalkorDB connections trust."""
+    context = httpx.create_ssl_context(trust_env=True)
+    bundle = getattr(settings, "BYOI_CA_BUNDLE", "") or ""
+    if bundle:
+        try:
+            context.load_verify_locations(cafile=bundle)
+        except (OSError, ssl.SSLError):
+            raise BackendError("config", "WizChat's CA bundle (BYOI_CA_BUNDLE) cannot be read, so no certificate "
+                                         "can be verified.", hint="Ask your WizChat operator to fix BYOI_CA_BUNDLE.",
+                               ) from None
+    return context
 
 
 class PinnedTransport(httpx.HTTPTransport):

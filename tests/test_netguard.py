@@ -289,3 +289,39 @@ def test_it_verifies_the_certificate_against_the_endpoints_host_name(https_opena
     settings["endpoint"] = settings["endpoint"].replace("localhost", "127.0.0.1")  # certificate is for localhost
     results = check_run("llm", settings)
     assert [(r.name, r.status, r.code) for r in results][2] == ("tls", "failed", "tls")
+
+
+@pytest.fixture
+def private_ca_openai_server(tls_material, monkeypatch):
+    """The OpenAI-protocol server over HTTPS with a certificate from the test CA, which only BYOI_CA_BUNDLE names
+    (no SSL_CERT_FILE): a customer endpoint signed by the customer's private CA."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_material.cert, tls_material.key)
+    server = OpenAIServer(url_host="localhost", tls=context).start()
+    yield server
+    server.stop()
+
+
+def test_it_trusts_the_operators_ca_bundle_for_https_endpoints(private_ca_openai_server, trust_test_ca):
+    for kind, values in (("llm", private_ca_openai_server.llm_settings()),
+                         ("embeddings", private_ca_openai_server.embeddings_settings())):
+        results = check_run(kind, values)
+        assert [(r.name, r.status) for r in results] == [("address", "ok"), ("tcp", "ok"), ("tls", "ok"),
+                                                         ("auth", "ok"), ("operation", "ok")], kind
+
+
+def test_it_refuses_an_https_endpoint_signed_by_a_ca_nobody_trusts(private_ca_openai_server, trust_other_ca):
+    results = check_run("llm", private_ca_openai_server.llm_settings())
+    assert [(r.name, r.status, r.code) for r in results][2] == ("tls", "failed", "tls")
+    assert "certificate" in results[2].message
+
+
+def test_it_says_when_the_operators_ca_bundle_cannot_be_read(private_ca_openai_server, settings, tmp_path):
+    settings.BYOI_CA_BUNDLE = str(tmp_path / "missing-ca.pem")
+    results = check_run("llm", private_ca_openai_server.llm_settings())
+    failed = [r for r in results if r.status == "failed"]
+    assert [(r.name, r.code) for r in failed] == [("tls", "config")]
+    assert "BYOI_CA_BUNDLE" in failed[0].message
+    assert not private_ca_openai_server.requests

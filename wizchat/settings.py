@@ -134,8 +134,8 @@ DEFAULT_EMBEDDINGS_DIMENSIONS = env.int("DEFAULT_EMBEDDINGS_DIMENSIONS", default
 EGRESS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in env.list("EGRESS_ALLOWED_NETWORKS", default=[])]
 BYOI_CONNECT_TIMEOUT = env.float("BYOI_CONNECT_TIMEOUT", default=5.0)
 BYOI_OPERATION_TIMEOUT = env.float("BYOI_OPERATION_TIMEOUT", default=30.0)
-# CA certificates (PEM file) trusted for customer databases and FalkorDB in verify-ca/verify-full and SSL modes;
-# empty = the system trust store.
+# CA certificates (PEM file) trusted for customer databases and FalkorDB in verify-ca/verify-full and SSL modes
+# (empty = the system trust store), and for customers' HTTPS endpoints on top of certifi's public CAs.
 BYOI_CA_BUNDLE = env.str("BYOI_CA_BUNDLE", default="")
 BYOI_TEST_RATE_LIMIT = env.int("BYOI_TEST_RATE_LIMIT", default=30)  # Test Connection runs per account per minute
 CONNECTION_TEST_TTL_SECONDS = env.int("CONNECTION_TEST_TTL_SECONDS", default=3600)
