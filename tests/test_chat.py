@@ -256,15 +256,28 @@ def test_it_cites_a_document_by_its_current_title_after_a_rename(chatbot, knowle
     assert "(BYOI guide (2027 edition))" in custom_llm.calls("/chat/completions")[-1].body["messages"][0]["content"]
 
 
-def test_it_learns_what_is_indexed_in_one_query_however_many_documents(chatbot, knowledge,
-                                                                        django_assert_num_queries):
+def test_it_learns_what_is_indexed_and_the_titles_in_one_query(chatbot, knowledge, django_assert_num_queries):
     from chatbots.chat import knowledge_of
-    from chatbots.models import Document
 
-    Document.objects.bulk_create(Document(chatbot=chatbot, title=f"Doc {i}") for i in range(300))
     with django_assert_num_queries(1):
         known = knowledge_of(chatbot, with_outbox=True)
     assert (known.has_chunks, known.has_graph, known.queued) == (True, True, False)
+    assert known.titles == {str(knowledge.id): "BYOI guide"}
+
+
+def test_it_looks_up_only_the_hits_titles_for_a_chatbot_with_many_documents(chatbot, knowledge, custom_llm,
+                                                                           django_assert_max_num_queries):
+    from chatbots.chat import TITLES_INLINE, knowledge_of
+    from chatbots.models import Document
+
+    Document.objects.bulk_create(Document(chatbot=chatbot, title=f"Doc {i}") for i in range(TITLES_INLINE + 200))
+    with django_assert_max_num_queries(1):
+        known = knowledge_of(chatbot, with_outbox=True)
+    assert (known.has_chunks, known.titles) == (True, None)
+    knowledge.title = "BYOI guide, renamed"
+    knowledge.save(update_fields=["title"])
+    result = chat_answer(chatbot, "Which plans include BYOI?")
+    assert {s["title"] for s in result["sources"]} == {"BYOI guide, renamed"}
 
 
 def test_it_knows_a_chatbot_without_indexed_documents_has_nothing_to_search(chatbot):
