@@ -21,6 +21,15 @@ def open_create_page(page, live_server):
     page.wait_for_load_state("load")  # htmx is deferred: it binds the switches on DOMContentLoaded
 
 
+@pytest.fixture
+def open_create_page_as(page, live_server, log_in, make_user):
+    """Log a new user in and open Create New Chatbot."""
+    def open_as(email, **user):
+        log_in(page, make_user(email, **user))
+        open_create_page(page, live_server)
+    return open_as
+
+
 def enable_byoi(page):
     page.get_by_role("switch", name="Enable BYOI").check()
     expect(page.get_by_role("switch", name=re.compile("^LLM"))).to_be_visible()
@@ -50,10 +59,8 @@ def run_test_connection(section, kind, expected):
 
 
 def test_it_sets_up_byoi_in_the_browser_and_shows_green_checkmarks(
-        page, live_server, log_in, make_user, celery_worker, openai_server, customer_db, screenshot):
-    user = make_user("browser@example.com", team_name="Browser Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+        page, open_create_page_as, celery_worker, openai_server, customer_db, screenshot):
+    open_create_page_as("browser@example.com", team_name="Browser Co")
     page.get_by_label("Name", exact=True).fill("Support bot")
     page.get_by_label("Instructions").fill("Answer briefly.")
     screenshot(page, "01-create-page")
@@ -106,10 +113,8 @@ def test_it_sets_up_byoi_in_the_browser_and_shows_green_checkmarks(
 
 
 def test_it_shows_the_untested_warning_and_a_red_cross_after_a_failed_re_test(
-        page, live_server, log_in, make_user, celery_worker, customer_db, screenshot):
-    user = make_user("untested@example.com", team_name="Untested Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+        page, open_create_page_as, celery_worker, customer_db, screenshot):
+    open_create_page_as("untested@example.com", team_name="Untested Co")
     page.get_by_label("Name", exact=True).fill("Untested bot")
     enable_byoi(page)
     vectors = switch_on(page, "vector_store", "Vector Store")
@@ -123,10 +128,8 @@ def test_it_shows_the_untested_warning_and_a_red_cross_after_a_failed_re_test(
     screenshot(page.locator("#byoi-status"), "08-chatbot-page-failed-retest")
 
 
-def test_it_shows_errors_next_to_fields_and_never_the_password(page, live_server, log_in, make_user, screenshot):
-    user = make_user("errors@example.com", team_name="Errors Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+def test_it_shows_errors_next_to_fields_and_never_the_password(page, open_create_page_as, screenshot):
+    open_create_page_as("errors@example.com", team_name="Errors Co")
     enable_byoi(page)
     vectors = switch_on(page, "vector_store", "Vector Store")
     vectors.get_by_label("Host").fill("db.example.com")
@@ -140,10 +143,8 @@ def test_it_shows_errors_next_to_fields_and_never_the_password(page, live_server
     screenshot(page, "09-create-errors")
 
 
-def test_it_operates_the_switches_with_the_keyboard(page, live_server, log_in, make_user):
-    user = make_user("keys@example.com", team_name="Keys Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+def test_it_operates_the_switches_with_the_keyboard(page, open_create_page_as):
+    open_create_page_as("keys@example.com", team_name="Keys Co")
     enable = page.get_by_role("switch", name="Enable BYOI")
     enable.focus()
     expect(enable).to_be_focused()
@@ -156,12 +157,10 @@ def test_it_operates_the_switches_with_the_keyboard(page, live_server, log_in, m
     expect(page.get_by_role("switch", name=re.compile("^LLM"))).to_be_checked()
 
 
-def test_it_sends_the_request_of_a_switch_flipped_the_instant_it_appears(page, live_server, log_in, make_user):
+def test_it_sends_the_request_of_a_switch_flipped_the_instant_it_appears(page, open_create_page_as):
     # A MutationObserver clicks the LLM switch in the same task that inserted it, before any timer can run:
     # the switch only works if htmx binds new controls during the swap rather than after a settle delay.
-    user = make_user("instant@example.com", team_name="Instant Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+    open_create_page_as("instant@example.com", team_name="Instant Co")
     page.evaluate("""() => new MutationObserver((changes, observer) => {
         const llm = document.querySelector("#byoi-llm input[role=switch]");
         if (llm) { observer.disconnect(); llm.click(); }
@@ -170,10 +169,8 @@ def test_it_sends_the_request_of_a_switch_flipped_the_instant_it_appears(page, l
     expect(page.locator("#byoi-llm-fields").get_by_label("API Endpoint")).to_be_visible()
 
 
-def test_it_keeps_what_was_typed_when_switches_go_off_and_on_again(page, live_server, log_in, make_user):
-    user = make_user("flip@example.com", team_name="Flip Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+def test_it_keeps_what_was_typed_when_switches_go_off_and_on_again(page, open_create_page_as):
+    open_create_page_as("flip@example.com", team_name="Flip Co")
     enable_byoi(page)
     vectors = switch_on(page, "vector_store", "Vector Store")
     vectors.get_by_label("Host").fill("vectors.example.com")
@@ -198,10 +195,8 @@ def test_it_keeps_what_was_typed_when_switches_go_off_and_on_again(page, live_se
     expect(page.locator("#byoi-vector_store-fields").get_by_label("Host")).to_have_value("vectors.example.com")
 
 
-def test_it_shows_the_panel_locked_for_a_free_account(page, live_server, log_in, make_user, screenshot):
-    user = make_user("free-browser@example.com", plan="free", team_name="Free Co")
-    log_in(page, user)
-    open_create_page(page, live_server)
+def test_it_shows_the_panel_locked_for_a_free_account(page, open_create_page_as, screenshot):
+    open_create_page_as("free-browser@example.com", plan="free", team_name="Free Co")
     panel = page.locator("#byoi-panel")
     expect(panel).to_contain_text("BYOI is available on the Pro, Pro+, Business, and Enterprise plans.")
     expect(page.get_by_role("switch", name="Enable BYOI")).to_have_count(0)
