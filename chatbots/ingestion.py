@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import re
+import time
 from html.parser import HTMLParser
 from pathlib import PurePath
 
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 2_000_000
 EMBED_BATCH = 32
+# Embedded chunks are written to the vector store together: up to UPSERT_MAX_CHUNKS at once, or whatever was
+# embedded in UPSERT_MAX_WAIT seconds (so the progress bar still moves with a slow embedder). Each write costs
+# round trips to the store, which may be the customer's database far away.
+UPSERT_MAX_CHUNKS = 256
+UPSERT_MAX_WAIT = 1.0
 FILE_TYPES = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
               ".pdf": "pdf"}
 
@@ -364,6 +370,7 @@ def _ingest(document: Document, text: str) -> None:
         dimensions = embedder.dimensions
     provision_once(stack, "vector_store", chatbot.id, dimensions)
     meta = {"title": document.title}
+    writer = _ChunkWriter(stack, document)
     for start in range(document.chunks_embedded, len(pieces), EMBED_BATCH):
         batch = pieces[start:start + EMBED_BATCH]
         with component(stack, "embeddings") as embedder:
@@ -371,11 +378,10 @@ def _ingest(document: Document, text: str) -> None:
             if len(vectors) != len(batch) or any(len(v) != dimensions for v in vectors):
                 raise BackendError("dimension_mismatch", f"The embeddings endpoint returned vectors that are not "
                                                          f"{dimensions} numbers long.")
-        chunks = [Chunk(id=f"{doc_id}:{start + i}", document_id=doc_id, ordinal=start + i, text=piece,
-                        embedding=vector, metadata=meta) for i, (piece, vector) in enumerate(zip(batch, vectors, strict=True))]
-        with component(stack, "vector_store") as store:
-            store.upsert(chatbot.id, chunks)
-        _progress(document, chunks_embedded=start + len(batch))
+        writer.add([Chunk(id=f"{doc_id}:{start + i}", document_id=doc_id, ordinal=start + i, text=piece,
+                          embedding=vector, metadata=meta)
+                    for i, (piece, vector) in enumerate(zip(batch, vectors, strict=True))])
+    writer.flush()
     provision_once(stack, "graph", chatbot.id)
     use_llm = chatbot.entity_extraction == "llm"
     for ordinal in range(document.chunks_graphed, len(pieces)):
@@ -390,6 +396,29 @@ def _ingest(document: Document, text: str) -> None:
                 graph.upsert(chatbot.id, doc_id, f"{doc_id}:{ordinal}", entities, relations)
         if ordinal % 8 == 7 or ordinal == len(pieces) - 1:
             _progress(document, chunks_graphed=ordinal + 1)
+
+
+class _ChunkWriter:
+    """Writes embedded chunks to the chatbot's vector store in groups (see UPSERT_MAX_CHUNKS) and records
+    `chunks_embedded` after each write, so a retry resumes after the last chunk really stored."""
+
+    def __init__(self, stack, document: Document):
+        self.stack, self.document = stack, document
+        self.pending: list[Chunk] = []
+        self.since = time.monotonic()
+
+    def add(self, chunks: list[Chunk]) -> None:
+        self.pending.extend(chunks)
+        if len(self.pending) >= UPSERT_MAX_CHUNKS or time.monotonic() - self.since >= UPSERT_MAX_WAIT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with component(self.stack, "vector_store") as store:
+                store.upsert(self.document.chatbot_id, self.pending)
+            _progress(self.document, chunks_embedded=self.pending[-1].ordinal + 1)
+            self.pending = []
+        self.since = time.monotonic()
 
 
 def document_get_for_user(user, chatbot_id, document_id) -> Document:

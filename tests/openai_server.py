@@ -50,6 +50,7 @@ class OpenAIServer:
     models_endpoint: bool = True  # False: /v1/models answers 404, as some proxies do
     reasoning_model: bool = False  # True: rejects `max_tokens` like OpenAI's o-series (wants max_completion_tokens)
     reply: str = REPLY
+    embeddings_fail_after: int | None = None  # answer 500 to every /embeddings call after this many
     redirect_to: str = "http://127.0.0.1:9/v1"  # where "redirect" mode points (tests put a second server there)
     requests: list = field(default_factory=list)
     host: str = "127.0.0.1"
@@ -270,6 +271,10 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
     def _embeddings(self, body: dict):
+        limit = self.state.embeddings_fail_after
+        if limit is not None and len(self.state.calls("/embeddings")) > limit:
+            self._error(500, "The server had an error while processing your request.", "server_error")
+            return
         model = body.get("model", "")
         if model not in self.state.embedding_models:
             self._model_missing(model)

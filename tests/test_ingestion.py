@@ -2,6 +2,7 @@ import time
 
 import pytest
 
+from byoi.resolver import resolve
 from byoi.services import byoi_set_enabled, component_save
 from chatbots import ingestion
 from chatbots.extraction import extract_rules, mentioned_entities
@@ -191,6 +192,34 @@ def test_it_resumes_a_failed_job_without_embedding_again(chatbot, customer_db, o
     document = document_ingest(document.id)
     assert document.status == Document.Status.DONE
     assert len(openai_server.calls("/embeddings")) == calls
+
+
+def test_it_resumes_after_the_last_chunk_really_stored_when_embedding_fails_midway(chatbot, openai_server):
+    # Ten embedding calls succeed, then the endpoint fails: the chunks embedded since the last write to the
+    # vector store are not counted as stored, and the retry embeds exactly the rest.
+    component_save(chatbot, "embeddings", values=openai_server.embeddings_settings(dimensions=64),
+                   secrets={"api_key": openai_server.api_key})
+    byoi_set_enabled(chatbot, True)
+    text = "\n\n".join(f"Section {i}. Acme ships widget number {i} to Globex every Tuesday." for i in range(5000))
+    document, _ = document_add(chatbot, title="Long guide", text=text, queue=False)
+    openai_server.embeddings_fail_after = 10
+    with pytest.raises(ingestion.ComponentFailed):
+        document_ingest(document.id)
+    document.refresh_from_db()
+    stack = resolve(chatbot)
+    stored = stack.vector_store.count(chatbot.id)
+    assert document.status == Document.Status.FAILED
+    assert 0 < document.chunks_embedded == stored < 10 * ingestion.EMBED_BATCH < document.chunks_total
+
+    embedded_before = len(openai_server.calls("/embeddings"))
+    openai_server.embeddings_fail_after = None
+    ingestion.document_retry(document)
+    document = document_ingest(document.id)
+    assert document.status == Document.Status.DONE
+    assert stack.vector_store.count(chatbot.id) == document.chunks_total
+    missing = document.chunks_total - stored
+    calls = openai_server.calls("/embeddings")[embedded_before:]
+    assert sum(len(c.body["input"]) for c in calls if isinstance(c.body["input"], list)) == missing
 
 
 # -- views ---------------------------------------------------------------------------------------------------
