@@ -15,6 +15,7 @@ from wizchat.accounts import account_for_user
 from wizchat.plans import PlanLimitReached
 
 from . import services
+from .activity import FAILURE_QUIET_MINUTES, activity_list
 from .forms import ByoiPanel, component_form
 from .registry import KINDS
 from .sections import component_status
@@ -152,7 +153,9 @@ def byoi_settings(request, chatbot_id):
             messages.success(request, "BYOI settings saved.")
             warn_after_save(request, saved, disabling)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
-    return render(request, "byoi/settings.html", {"chatbot": chatbot, "panel": panel})
+    return render(request, "byoi/settings.html", {"chatbot": chatbot, "panel": panel,
+                                                  "activity": activity_list(chatbot),
+                                                  "quiet_minutes": FAILURE_QUIET_MINUTES})
 
 
 def warn_after_save(request, saved, disabling) -> None:

@@ -22,7 +22,7 @@ from byoi.backends.embeddings import LocalEmbeddings
 from wizchat.plans import PlanLimitReached
 
 from . import extraction
-from .components import ComponentFailed, component, resolve_stack
+from .components import ComponentFailed, component, failure_record, resolve_stack
 from .models import Chatbot, Document
 
 log = logging.getLogger(__name__)
@@ -261,6 +261,8 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         if count_quota:
             message_quota_use(chatbot.account)
     except (PlanLimitReached, ComponentFailed) as error:
+        if isinstance(error, ComponentFailed):
+            failure_record(chatbot, error, "answering")
         yield _error_event(error)
         return
     yield {"event": "meta", "conversation_id": conversation_id}
@@ -280,6 +282,7 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         yield {"event": "sources", "sources": sources}
     except ComponentFailed as error:
         failed = error
+        failure_record(chatbot, error, "answering")
         yield _error_event(error)
     except Exception:
         # A bug on WizChat's side, not a component: say so instead of breaking the stream with a 500.

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 # Codes worth retrying automatically: the component may come back by itself.
 TRANSIENT_CODES = {"timeout", "refused", "unavailable", "dns"}
+CUSTOM_WHERE = "Your infrastructure"  # how a customer's own component is located in messages
 
 
 class ComponentFailed(Exception):
@@ -54,7 +55,7 @@ def location(stack, kind: str) -> str:
             where = stack.describe()[kind]["location"]
         except Exception:  # noqa: BLE001 - a summary only
             where = host_of(getattr(stack, kind))
-        return f"Your infrastructure ({where})" if where else "Your infrastructure"
+        return f"{CUSTOM_WHERE} ({where})" if where else CUSTOM_WHERE
     return "WizChat default"
 
 
@@ -82,6 +83,20 @@ def component(stack, kind: str):
         raise
     except Exception as error:  # noqa: BLE001 - every failure is classified and reported
         raise ComponentFailed(kind, location(stack, kind), classify(error)) from None
+
+
+def failure_record(chatbot, failure: ComponentFailed, during: str) -> None:
+    """Put a failure of one of the customer's own components (or of their BYOI settings) in the chatbot's
+    connection log; failures of WizChat's defaults are WizChat's to watch, not the customer's."""
+    if failure.kind != "byoi" and not failure.where.startswith(CUSTOM_WHERE):
+        return
+    host = failure.where[len(CUSTOM_WHERE) + 2:-1] if failure.where.startswith(CUSTOM_WHERE + " (") else ""
+    try:
+        from byoi.activity import component_failure_record
+
+        component_failure_record(chatbot, kind=failure.kind, code=failure.code, during=during, host=host)
+    except Exception:  # noqa: BLE001 - the log must never turn a reported failure into a crash
+        log.exception("Could not log the failure of chatbot %s", chatbot.id)
 
 
 def resolve_stack(chatbot):

@@ -24,7 +24,7 @@ from byoi.errors import BackendError
 from wizchat.plans import plan_check_document_limit
 
 from . import extraction
-from .components import ComponentFailed, component, provision_once, resolve_stack
+from .components import ComponentFailed, component, failure_record, provision_once, resolve_stack
 from .models import Chatbot, Document, DocumentSource
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,7 @@ class DocumentGone(Exception):
 def _fail(document: Document, failure: ComponentFailed | DocumentRejected) -> None:
     if isinstance(failure, ComponentFailed):
         code, message, hint = failure.code, str(failure), failure.hint
+        failure_record(document.chatbot, failure, "adding a document")
     else:
         code, message, hint = "config", str(failure), ""
     _record(document, status=Document.Status.FAILED, error_code=code, error_message=message, error_hint=hint,

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from byoi.backends.base import Message
-from chatbots.components import ComponentFailed, component, provision_once, resolve_stack
+from chatbots.components import ComponentFailed, component, failure_record, provision_once, resolve_stack
 from wizchat.plans import plan_check_message_limit
 
 from .models import MessageUsage, Outbox
@@ -99,6 +99,8 @@ def conversation_append(chatbot, *messages: Message, stack=None) -> str:
 
 
 def outbox_put(chatbot, message: Message, failure: ComponentFailed | None) -> Outbox:
+    if failure is not None:
+        failure_record(chatbot, failure, "saving messages")
     row, _ = Outbox.objects.get_or_create(
         message_id=message.id,
         defaults={"chatbot": chatbot, "payload": json.dumps(asdict(message)),

@@ -258,6 +258,10 @@ def test_it_changes_and_disables_byoi_later_on_an_existing_chatbot(
 
     page.get_by_role("link", name="BYOI settings").click()
     page.wait_for_load_state("load")
+    log = page.locator("#connection-log")
+    expect(log.locator("tbody tr").first).to_contain_text("Vector Store settings saved (changed: Host)")
+    expect(log.locator("tbody tr").first).to_contain_text("later@example.com")
+    screenshot(log, "17-connection-log")
     page.get_by_role("switch", name=re.compile("^Vector Store")).uncheck()
     warning = page.locator("#byoi-vector_store .alert.warn")
     expect(warning).to_contain_text("Data in your infrastructure is not migrated")
