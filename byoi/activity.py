@@ -1,7 +1,7 @@
 """A chatbot's connection log for its owners: what changed in its BYOI settings, every Test Connection's outcome,
 and the times WizChat could not reach one of their components while answering, ingesting or storing messages.
 
-Built from the audit events (field names and outcome codes, never a value), newest first. Runtime failures of a
+Built from the audit events (field names, hosts and outcome codes, never a secret), newest first. Runtime failures of a
 customer's component are recorded at most once per component, code and activity every FAILURE_QUIET_MINUTES,
 so an outage of their database does not write a row per question."""
 
