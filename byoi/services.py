@@ -294,11 +294,13 @@ def _running_window() -> timedelta:
 
 
 def connection_test_start(account: Account, kind: str, values: dict, secrets: dict, *, chatbot=None,
-                          component: BYOIComponent | None = None, actor=None) -> ConnectionTest:
+                          component: BYOIComponent | None = None, actor=None, rate_limit: bool = True,
+                          queue: bool = True) -> ConnectionTest:
     """Queue a Test Connection run of these settings. Celery receives only the row's id.
 
-    Plan-gated; limited to BYOI_TEST_RATE_LIMIT runs per account per minute; a still-running test of the
-    same settings is returned instead of queuing a duplicate."""
+    Plan-gated; limited to BYOI_TEST_RATE_LIMIT runs per account per minute (`rate_limit=False`: operators'
+    sweeps); a still-running test of the same settings is returned instead of queuing a duplicate.
+    `queue=False`: the caller runs it with connection_test_run."""
     from .tasks import connection_test_task
 
     plan_require_byoi(account)
@@ -323,7 +325,7 @@ def connection_test_start(account: Account, kind: str, values: dict, secrets: di
         if running is not None:
             return running
         recent = ConnectionTest.objects.filter(account=account, created__gte=now - timedelta(minutes=1)).count()
-        if recent >= settings.BYOI_TEST_RATE_LIMIT:
+        if rate_limit and recent >= settings.BYOI_TEST_RATE_LIMIT:
             raise RateLimited(f"You can run {settings.BYOI_TEST_RATE_LIMIT} connection tests a minute. "
                               "Wait a minute and try again.")
         ConnectionTest.objects.filter(account=account, created__lt=now - _ttl()).delete()
@@ -334,7 +336,8 @@ def connection_test_start(account: Account, kind: str, values: dict, secrets: di
         audit_record("byoi.connection_test_started", account=account, chatbot=chatbot, actor=actor, kind=kind,
                      test_id=str(test.id))
         test_id = str(test.id)
-        transaction.on_commit(lambda: connection_test_task.delay(test_id))
+        if queue:
+            transaction.on_commit(lambda: connection_test_task.delay(test_id))
     return test
 
 
