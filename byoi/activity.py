@@ -19,7 +19,7 @@ from byoi.registry import KINDS
 FAILURE_QUIET_MINUTES = 10
 SHOWN = ("byoi.enabled", "byoi.disabled", "byoi.component_saved", "byoi.component_enabled",
          "byoi.component_disabled", "byoi.component_deleted", "byoi.connection_test_finished",
-         "byoi.data_migrated", "byoi.component_failed")
+         "byoi.data_migrated", "byoi.component_failed", "byoi.outbox_drained")
 
 
 @dataclass
@@ -66,6 +66,8 @@ def _describe(action: str, d: dict) -> tuple[str, str]:
     if action == "byoi.component_failed":
         where = f" ({d['host']})" if d.get("host") else ""
         return f"{label}{where} failed while {d.get('during', 'in use')} ({d.get('code')})", "failed"
+    if action == "byoi.outbox_drained":
+        return f"{label} reachable again: the messages queued meanwhile are delivered", "ok"
     return action, "info"
 
 
@@ -89,4 +91,14 @@ def component_failure_record(chatbot, *, kind: str, code: str, during: str, host
     if recent.exists():
         return False
     audit_record("byoi.component_failed", chatbot=chatbot, kind=kind, code=code, during=during, host=host)
+    return True
+
+
+def outbox_drained_record(chatbot) -> bool:
+    """Log that the conversations database took every message queued while it was unreachable (once a minute
+    at most: concurrent deliveries may each see the outbox empty)."""
+    since = timezone.now() - timedelta(minutes=1)
+    if AuditEvent.objects.filter(chatbot_id=chatbot.id, action="byoi.outbox_drained", created__gte=since).exists():
+        return False
+    audit_record("byoi.outbox_drained", chatbot=chatbot, kind="conversations")
     return True

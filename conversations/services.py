@@ -127,6 +127,7 @@ def outbox_deliver(outbox_id: int) -> str:
                                                 error_code=failure.code, error_message=str(failure))
         raise
     row.delete()
+    _note_if_drained(row.chatbot)
     return "delivered"
 
 
@@ -141,7 +142,17 @@ def outbox_flush(chatbot, stack=None) -> int:
             break
         row.delete()
         delivered += 1
+    if delivered:
+        _note_if_drained(chatbot)
     return delivered
+
+
+def _note_if_drained(chatbot) -> None:
+    """The customer's connection log says when their conversations database took the queued messages."""
+    if not Outbox.objects.filter(chatbot=chatbot).exists():
+        from byoi.activity import outbox_drained_record
+
+        outbox_drained_record(chatbot)
 
 
 def conversation_list(chatbot, stack=None, limit: int = 20) -> list[dict]:

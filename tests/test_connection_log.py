@@ -104,3 +104,21 @@ def test_it_shows_the_log_on_the_byoi_settings_page_without_secrets(owner_client
 def test_it_shows_no_other_accounts_log(client, outsider, chatbot, custom_llm):
     client.force_login(outsider)
     assert client.get(f"/byoi/chatbots/{chatbot.id}/").status_code == 404
+
+
+def test_it_logs_when_the_conversations_database_takes_the_queued_messages(chatbot, custom_llm, customer_db):
+    from conversations.models import Outbox
+    from conversations.services import outbox_deliver
+
+    component_save(chatbot, "conversations", values={**customer_db, "port": closed_port()},
+                   secrets={"password": customer_db["password"]})
+    assert chat_answer(chatbot, "Hello?")["stored"] == "queued"
+    component_save(chatbot, "conversations", values=customer_db, secrets={"password": customer_db["password"]})
+    rows = list(Outbox.objects.order_by("created", "id").values_list("id", flat=True))
+    assert len(rows) == 2
+    outbox_deliver(rows[0])
+    assert not any("reachable again" in t for t in log_texts(chatbot))  # one message still waits
+    outbox_deliver(rows[1])
+    entry = activity_list(chatbot)[0]
+    assert (entry.text, entry.outcome) == (
+        "Conversations reachable again: the messages queued meanwhile are delivered", "ok")
