@@ -259,12 +259,17 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+def ca_bundle() -> str:
+    """The operator's BYOI_CA_BUNDLE ("" when unset): the one CA file every customer connection trusts."""
+    return getattr(settings, "BYOI_CA_BUNDLE", "") or ""
+
+
 def ssl_context() -> ssl.SSLContext:
     """The one TLS policy for customer HTTPS endpoints (the TLS step and the HTTP client agree): certificate and
     host name verified against certifi's CAs (or SSL_CERT_FILE / SSL_CERT_DIR when set) plus the operator's
     BYOI_CA_BUNDLE, the same file the PostgreSQL and FalkorDB connections trust."""
     context = httpx.create_ssl_context(trust_env=True)
-    bundle = getattr(settings, "BYOI_CA_BUNDLE", "") or ""
+    bundle = ca_bundle()
     if bundle:
         try:
             context.load_verify_locations(cafile=bundle)

@@ -91,7 +91,7 @@ def truthy(value) -> bool:
 
 
 def ca_bundle() -> str | None:
-    return pg._ca_bundle() or None
+    return netguard.ca_bundle() or None
 
 
 def client_kwargs(settings: dict, *, connect_timeout: float, operation_timeout: float,

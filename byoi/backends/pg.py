@@ -48,9 +48,9 @@ def table_name(prefix: str, chatbot_id: uuid.UUID | str) -> str:
 
 
 def _ca_bundle() -> str:
-    from django.conf import settings as dj
+    from byoi import netguard
 
-    return getattr(dj, "BYOI_CA_BUNDLE", "") or ""
+    return netguard.ca_bundle()
 
 
 def _ssl_root_cert(ssl_mode: str) -> str | None:
