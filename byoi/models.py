@@ -127,6 +127,11 @@ class ConnectionTest(models.Model):
     def finished_state(self) -> bool:
         return self.state in (self.State.OK, self.State.FAILED)
 
+    @property
+    def failed_step(self) -> dict | None:
+        """The step that stopped the run (a dict as stored in `steps`), or None."""
+        return next((s for s in self.steps or [] if s.get("status") == "failed"), None)
+
 
 class AuditEvent(models.Model):
     """Who changed, tested, enabled or rotated what. Never holds a secret value."""

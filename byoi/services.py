@@ -373,7 +373,7 @@ def _finish_lost(test: ConnectionTest) -> None:
 
 
 def _apply_result(component: BYOIComponent, test: ConnectionTest) -> None:
-    failed = next((s for s in test.steps if s.get("status") == "failed"), None)
+    failed = test.failed_step
     component.status = Status.OK if test.state == ConnectionTest.State.OK else Status.FAILED
     component.last_checked = test.finished or timezone.now()
     component.error_code = failed.get("code", "") if failed else ""

@@ -61,7 +61,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"QUEUED     {where}: test {test.id}")
                 continue
             test = connection_test_run(test.id)
-            failed = next((s for s in test.steps if s.get("status") == "failed"), None)
+            failed = test.failed_step
             if failed is None and test.state == "ok":
                 counts["ok"] += 1
                 self.stdout.write(f"OK         {where}")
