@@ -14,16 +14,16 @@ log = logging.getLogger(__name__)
 
 # Codes worth retrying automatically: the component may come back by itself.
 TRANSIENT_CODES = {"timeout", "refused", "unavailable", "dns"}
-CUSTOM_WHERE = "Your infrastructure"  # how a customer's own component is located in messages
 
 
 class ComponentFailed(Exception):
     """A component of the chatbot's stack failed. `str()` is a complete customer-facing sentence."""
 
-    def __init__(self, kind: str, where: str, error: BackendError):
+    def __init__(self, kind: str, where: str, error: BackendError, custom_host: str | None = None):
         self.kind = kind
         self.label = KINDS[kind].label if kind in KINDS else "BYOI"
         self.where = where
+        self.custom_host = custom_host  # where the customer's own component runs; None: a WizChat default
         self.code = error.code
         self.message = error.message
         self.hint = error.hint
@@ -48,15 +48,25 @@ def host_of(backend) -> str:
     return ""
 
 
+def _custom_host(stack, kind: str) -> str | None:
+    """Where the customer's own component of `kind` runs ("" if unknown); None for a WizChat default."""
+    if stack.sources.get(kind) != "custom":
+        return None
+    try:
+        return stack.describe()[kind]["location"]
+    except Exception:  # noqa: BLE001 - a summary only
+        return host_of(getattr(stack, kind))
+
+
+def _located(custom_host: str | None) -> str:
+    if custom_host is None:
+        return "WizChat default"
+    return f"Your infrastructure ({custom_host})" if custom_host else "Your infrastructure"
+
+
 def location(stack, kind: str) -> str:
     """'Your infrastructure (host)' for a custom component, 'WizChat default' otherwise."""
-    if stack.sources.get(kind) == "custom":
-        try:
-            where = stack.describe()[kind]["location"]
-        except Exception:  # noqa: BLE001 - a summary only
-            where = host_of(getattr(stack, kind))
-        return f"{CUSTOM_WHERE} ({where})" if where else CUSTOM_WHERE
-    return "WizChat default"
+    return _located(_custom_host(stack, kind))
 
 
 def classify(error: Exception) -> BackendError:
@@ -82,19 +92,20 @@ def component(stack, kind: str):
     except ComponentFailed:
         raise
     except Exception as error:  # noqa: BLE001 - every failure is classified and reported
-        raise ComponentFailed(kind, location(stack, kind), classify(error)) from None
+        custom_host = _custom_host(stack, kind)
+        raise ComponentFailed(kind, _located(custom_host), classify(error), custom_host) from None
 
 
 def failure_record(chatbot, failure: ComponentFailed, during: str) -> None:
     """Put a failure of one of the customer's own components (or of their BYOI settings) in the chatbot's
     connection log; failures of WizChat's defaults are WizChat's to watch, not the customer's."""
-    if failure.kind != "byoi" and not failure.where.startswith(CUSTOM_WHERE):
+    if failure.kind != "byoi" and failure.custom_host is None:
         return
-    host = failure.where[len(CUSTOM_WHERE) + 2:-1] if failure.where.startswith(CUSTOM_WHERE + " (") else ""
     try:
         from byoi.activity import component_failure_record
 
-        component_failure_record(chatbot, kind=failure.kind, code=failure.code, during=during, host=host)
+        component_failure_record(chatbot, kind=failure.kind, code=failure.code, during=during,
+                                 host=failure.custom_host or "")
     except Exception:  # noqa: BLE001 - the log must never turn a reported failure into a crash
         log.exception("Could not log the failure of chatbot %s", chatbot.id)
 
