@@ -283,23 +283,25 @@ def test_it_ingests_in_the_celery_worker(celery_worker, owner, owner_client):
     assert stack_of(chatbot).vector_store.count(chatbot.id) == document.chunks_total
 
 
-def test_it_extracts_entities_with_the_chatbots_llm_when_asked(chatbot, openai_server):
-    openai_server.reply = '{"entities": ["Zorblax", "Quintessa"], "relations": [["Zorblax", "owns", "Quintessa"]]}'
+def extract_with_llm(chatbot, openai_server, reply: str) -> None:
+    """The chatbot extracts entities with its own LLM, which answers `reply`."""
+    openai_server.reply = reply
     component_save(chatbot, "llm", values=openai_server.llm_settings(), secrets={"api_key": openai_server.api_key})
     byoi_set_enabled(chatbot, True)
     chatbot.entity_extraction = "llm"
     chatbot.save()
+
+
+def test_it_extracts_entities_with_the_chatbots_llm_when_asked(chatbot, openai_server):
+    extract_with_llm(chatbot, openai_server,
+                     '{"entities": ["Zorblax", "Quintessa"], "relations": [["Zorblax", "owns", "Quintessa"]]}')
     ingest(chatbot, text="a text without any capitalised name at all.")
     facts = stack_of(chatbot).graph.neighbourhood(chatbot.id, ["Zorblax"])
     assert [(f.source, f.relation, f.target) for f in facts] == [("Zorblax", "OWNS", "Quintessa")]
 
 
 def test_it_falls_back_to_the_rules_when_the_llm_answers_no_json(chatbot, openai_server):
-    openai_server.reply = "Sorry, I cannot do that."
-    component_save(chatbot, "llm", values=openai_server.llm_settings(), secrets={"api_key": openai_server.api_key})
-    byoi_set_enabled(chatbot, True)
-    chatbot.entity_extraction = "llm"
-    chatbot.save()
+    extract_with_llm(chatbot, openai_server, "Sorry, I cannot do that.")
     ingest(chatbot, text="Custom FalkorDB uses Redis.")
     facts = stack_of(chatbot).graph.neighbourhood(chatbot.id, ["Redis"])
     assert {(f.source, f.target) for f in facts} == {("Custom FalkorDB", "Redis")}
