@@ -308,9 +308,9 @@ def test_it_reports_a_server_that_never_answers_as_timeout(customer_db, silent_s
 def test_it_cancels_a_statement_that_outlasts_the_operation_timeout(customer_db):
     from byoi.backends import pg
 
-    with pytest.raises(BackendError) as caught, pg.transaction(customer_db, connect_timeout=2, operation_timeout=0.5,
-                                                               name="test") as conn:
-        conn.execute("SELECT pg_sleep(3)")
+    with pytest.raises(BackendError) as caught:
+        pg.run(customer_db, lambda conn: conn.execute("SELECT pg_sleep(3)"), connect_timeout=2, operation_timeout=0.5,
+               name="test", atomic=True)
 
     assert caught.value.code == "timeout"
 

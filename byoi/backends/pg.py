@@ -323,26 +323,6 @@ def run(settings: dict, work: Callable[[psycopg.Connection], T], *, connect_time
     raise BackendError("unavailable", "The database dropped the connection twice in a row: try again.")
 
 
-@contextlib.contextmanager
-def transaction(settings: dict, *, connect_timeout: float, operation_timeout: float, name: str,
-                configure: Callable[[psycopg.Connection], None] | None = None) -> Iterator[psycopg.Connection]:
-    """A pooled connection inside one transaction (committed on success); failures become BackendError.
-    No retry: prefer run() for the stores' operations."""
-    from psycopg_pool import PoolTimeout
-
-    pool = pool_get(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout, name=name,
-                    configure=configure)
-    try:
-        with pool.connection() as conn, conn.transaction():
-            yield conn
-    except PoolTimeout:
-        diag = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout)
-        diag.close()
-        raise BackendError("timeout", "No database connection became free within the timeout.") from None
-    except psycopg.Error as error:
-        raise classify(error, settings) from None
-
-
 # --- provisioning helpers ---------------------------------------------------------------------------------
 
 def provision_lock(conn: psycopg.Connection) -> None:
