@@ -29,6 +29,11 @@ HINTS: dict[str, str] = {
 CODES = list(HINTS)
 
 
+class NotFound(Exception):
+    """What was asked for does not exist, or belongs to another account. Services raise it; views answer 404
+    (never saying which of the two it was)."""
+
+
 class BackendError(Exception):
     """A component failure classified into the taxonomy. Its message never contains a secret."""
 

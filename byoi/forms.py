@@ -222,3 +222,22 @@ class ByoiPanel:
         elif chatbot.byoi_enabled:
             services.byoi_set_enabled(chatbot, False, actor=actor)
         return saved
+
+
+def save_warnings(saved, disabling) -> list[str]:
+    """What to warn about after saving components: untested or failing ones, and data left behind when
+    disabling (the create page and the BYOI settings page both show these)."""
+    warnings = []
+    untested = [c.spec.label for c in saved if c.status == "untested"]
+    failed = [c.spec.label for c in saved if c.status == "failed"]
+    if untested:
+        warnings.append(f"Saved untested: {', '.join(untested)}. A component stays “untested” until "
+                        "Test Connection passes with these exact settings (use Re-test).")
+    if failed:
+        warnings.append(f"Saved, but the last Test Connection of these settings failed: {', '.join(failed)}. "
+                        "See the error and hint below, fix the settings and Re-test.")
+    if disabling:
+        names = ", ".join(s.spec.label for s in disabling)
+        warnings.append(f"Now using WizChat defaults for: {names}. Data in your infrastructure is not "
+                        "migrated; an operator can copy it with `manage.py byoi_migrate`.")
+    return warnings

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from byoi import resolver
+from byoi.access import classify
 from byoi.audit import audit_record
 from byoi.errors import BackendError
 from byoi.models import BYOIComponent
@@ -199,14 +200,16 @@ def _guarded(step: Step, side: Side, role: str, call: Callable):
     except MigrationFailed:
         raise
     except Exception as error:  # noqa: BLE001 - every failure is classified and named
-        from chatbots.components import classify
-
         raise MigrationFailed(step.kind, role, side.where, classify(error)) from None
 
 
 def migration_run(plan: Plan, *, batch_size: int = 500, dry_run: bool = False, limit: int | None = None,
-                  re_embed: bool = False, progress: Callable[[str], None] | None = None) -> list[Result]:
-    """Copy every step's data; then switch the components if asked and everything was copied."""
+                  re_embed: bool = False, progress: Callable[[str], None] | None = None,
+                  queued_messages: int = 0) -> list[Result]:
+    """Copy every step's data; then switch the components if asked and everything was copied.
+
+    `queued_messages`: how many of the chatbot's messages still wait in the conversations outbox (the caller
+    counts them: the outbox belongs to the conversations app, a layer above byoi); the copy says so."""
     batch_size = int(batch_size)
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise MigrationInvalid(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}.")
@@ -217,8 +220,9 @@ def migration_run(plan: Plan, *, batch_size: int = 500, dry_run: bool = False, l
     for step in plan.steps:
         copy = {"vector_store": _copy_vectors, "graph": _copy_graph, "conversations": _copy_messages}[step.kind]
         result = Result(step.kind, step.source.where, step.target.where)
+        extra = {"queued": queued_messages} if step.kind == "conversations" else {}
         copy(plan.chatbot.id, step, result, batch_size=batch_size, dry_run=dry_run, limit=limit,
-             re_embed=re_embed, say=say)
+             re_embed=re_embed, say=say, **extra)
         results.append(result)
         if not dry_run:
             audit_record("byoi.data_migrated", chatbot=plan.chatbot, kind=step.kind, to=plan.to,
@@ -327,12 +331,10 @@ def _copy_graph(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, 
             return
 
 
-def _copy_messages(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say) -> None:
+def _copy_messages(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say,
+                   queued: int = 0) -> None:
     source = _guarded(step, step.source, "source", step.source.backend)
     target = _guarded(step, step.target, "target", step.target.backend)
-    from conversations.models import Outbox
-
-    queued = Outbox.objects.filter(chatbot_id=chatbot_id).count()
     if queued:
         say(f"conversations: {queued} message(s) still wait in the outbox; they go to the store the chatbot "
             "uses when they are delivered (run the command again afterwards to copy them)")
@@ -369,7 +371,5 @@ def _batches(step: Step, side: Side, iterator):
         except StopIteration:
             return
         except Exception as error:  # noqa: BLE001
-            from chatbots.components import classify
-
             raise MigrationFailed(step.kind, "source", side.where, classify(error)) from None
         yield batch

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.http import Http404
 from django.utils import timezone
 
 from wizchat.models import Account
@@ -19,6 +18,7 @@ from wizchat.plans import PlanLimitReached, plan_require_byoi  # noqa: F401 - Pl
 
 from .audit import audit_record
 from .checks import StepResult, check_run
+from .errors import NotFound
 from .logging import secrets_known
 from .models import BYOIComponent, ConnectionTest, Status, settings_fingerprint
 from .registry import FALSE_WORDS, KINDS, STORE_KINDS, TRUE_WORDS, Field
@@ -306,11 +306,11 @@ def connection_test_start(account: Account, kind: str, values: dict, secrets: di
     plan_require_byoi(account)
     if component is not None:
         if component.chatbot.account_id != account.pk or component.kind != kind:
-            raise Http404("No such component")
+            raise NotFound("No such component")
         chatbot = component.chatbot
     elif chatbot is not None:
         if chatbot.account_id != account.pk:
-            raise Http404("No such chatbot")
+            raise NotFound("No such chatbot")
         component = BYOIComponent.objects.filter(chatbot=chatbot, kind=kind).first()
     clean_values, clean_secrets = component_validate(kind, values, secrets, component)
     fingerprint = settings_fingerprint(kind, clean_values, clean_secrets)
@@ -348,14 +348,13 @@ def connection_test_retest(component: BYOIComponent, actor=None) -> ConnectionTe
 
 
 def connection_test_get_for_user(user, test_id) -> ConnectionTest:
-    """The test if it belongs to the user's account; 404 otherwise. A run lost with its worker is closed."""
-    from wizchat.accounts import account_for_user
-
-    account = account_for_user(user)
+    """The test if it belongs to the user's account; NotFound otherwise. A run lost with its worker is closed."""
+    if not getattr(user, "is_authenticated", False) or user.pk is None:
+        raise NotFound("No account")
     try:
-        test = ConnectionTest.objects.get(pk=test_id, account=account)
+        test = ConnectionTest.objects.get(pk=test_id, account__memberships__user_id=user.pk)
     except (ConnectionTest.DoesNotExist, ValidationError, ValueError, TypeError):  # malformed UUIDs included
-        raise Http404("No such connection test") from None
+        raise NotFound("No such connection test") from None
     if not test.finished_state and test.created < timezone.now() - _running_window():
         _finish_lost(test)
     return test

@@ -16,7 +16,8 @@ from wizchat.plans import PlanLimitReached
 
 from . import services
 from .activity import FAILURE_QUIET_MINUTES, activity_list
-from .forms import ByoiPanel, component_form
+from .errors import NotFound
+from .forms import ByoiPanel, component_form, save_warnings
 from .registry import KINDS
 from .sections import component_status
 
@@ -27,8 +28,15 @@ def _kind(kind: str) -> str:
     return kind
 
 
+def _chatbot_or_404(request, chatbot_id):
+    try:
+        return chatbot_get_for_user(request.user, chatbot_id)
+    except NotFound as error:
+        raise Http404(str(error)) from None
+
+
 def _chatbot(request, chatbot_id):
-    return chatbot_get_for_user(request.user, chatbot_id) if chatbot_id is not None else None
+    return _chatbot_or_404(request, chatbot_id) if chatbot_id is not None else None
 
 
 @login_required
@@ -63,7 +71,7 @@ def _test_context(test, *, in_row: bool = False) -> dict:
 def _row_response(request, test):
     """A Re-test on the chatbot page finished: the component's whole row (badge, last check) follows it."""
     component = test.component
-    chatbot = chatbot_get_for_user(request.user, component.chatbot_id)
+    chatbot = _chatbot_or_404(request, component.chatbot_id)
     row = component_status(chatbot, test.kind, component, test)
     response = HttpResponseStopPolling(render_to_string("byoi/partials/_status_row.html", {"row": row}, request))
     return reswap(retarget(response, f"#byoi-row-{test.kind}"), "outerHTML")
@@ -90,6 +98,8 @@ def test_start(request, kind, chatbot_id=None):
     try:
         test = services.connection_test_start(account, kind, values, secrets, chatbot=chatbot, component=existing,
                                               actor=request.user)
+    except NotFound as error:
+        raise Http404(str(error)) from None
     except services.ComponentInvalid as error:
         return _refused(request, kind, [_labelled(kind, name, message) for name, message in error.errors.items()])
     except (services.RateLimited, PlanLimitReached) as error:
@@ -106,7 +116,10 @@ def _labelled(kind: str, name: str, message: str) -> str:
 @login_required
 @require_GET
 def test_status(request, test_id):
-    test = services.connection_test_get_for_user(request.user, test_id)
+    try:
+        test = services.connection_test_get_for_user(request.user, test_id)
+    except NotFound as error:
+        raise Http404(str(error)) from None
     in_row = request.GET.get("in") == "row"
     if in_row and request.htmx and test.finished_state and test.component_id:
         return _row_response(request, test)
@@ -117,7 +130,7 @@ def test_status(request, test_id):
 @require_POST
 def component_retest(request, chatbot_id, kind):
     """Re-test: run Test Connection again on a saved component's stored settings."""
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = _chatbot_or_404(request, chatbot_id)
     component = chatbot.components.filter(kind=_kind(kind)).first()
     if component is None:
         raise Http404("No such component")
@@ -136,7 +149,7 @@ def component_retest(request, chatbot_id, kind):
 @require_http_methods(["GET", "POST"])
 def byoi_settings(request, chatbot_id):
     """BYOI settings of an existing chatbot: enable, change or disable components later."""
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = _chatbot_or_404(request, chatbot_id)
     account = account_for_user(request.user)
     data = request.POST if request.method == "POST" else None
     refresh = data is not None and "byoi-refresh" in data
@@ -151,24 +164,9 @@ def byoi_settings(request, chatbot_id):
             pass  # the errors are on the fields
         else:
             messages.success(request, "BYOI settings saved.")
-            warn_after_save(request, saved, disabling)
+            for warning in save_warnings(saved, disabling):
+                messages.warning(request, warning)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
     return render(request, "byoi/settings.html", {"chatbot": chatbot, "panel": panel,
                                                   "activity": activity_list(chatbot),
                                                   "quiet_minutes": FAILURE_QUIET_MINUTES})
-
-
-def warn_after_save(request, saved, disabling) -> None:
-    """Warnings after saving components: untested or failing ones, and data left behind when disabling."""
-    untested = [c.spec.label for c in saved if c.status == "untested"]
-    failed = [c.spec.label for c in saved if c.status == "failed"]
-    if untested:
-        messages.warning(request, f"Saved untested: {', '.join(untested)}. A component stays “untested” until "
-                                  "Test Connection passes with these exact settings (use Re-test).")
-    if failed:
-        messages.warning(request, f"Saved, but the last Test Connection of these settings failed: {', '.join(failed)}. "
-                                  "See the error and hint below, fix the settings and Re-test.")
-    if disabling:
-        names = ", ".join(s.spec.label for s in disabling)
-        messages.warning(request, f"Now using WizChat defaults for: {names}. Data in your infrastructure is not "
-                                  "migrated; an operator can copy it with `manage.py byoi_migrate`.")

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from byoi.access import ComponentFailed, component, failure_record, resolve_stack
 from byoi.backends.embeddings import LocalEmbeddings
 from wizchat.plans import PlanLimitReached
 
 from . import extraction
-from .components import ComponentFailed, component, failure_record, resolve_stack
 from .models import Chatbot, Document
 
 log = logging.getLogger(__name__)

@@ -77,7 +77,8 @@ def demo_seed_chatbot(account, out=None) -> Chatbot:
 
 def demo_seed_document(chatbot: Chatbot, out=None) -> Document:
     """Add and ingest the sample document (idempotent: an up-to-date document is left alone)."""
-    from .components import ComponentFailed
+    from byoi.access import ComponentFailed
+
     from .ingestion import document_add, document_ingest
 
     document, outcome = document_add(chatbot, title=SAMPLE_TITLE, text=SAMPLE_DOCUMENT, queue=False)

@@ -19,12 +19,12 @@ from pathlib import PurePath
 from django.db import transaction
 from django.utils import timezone
 
+from byoi.access import ComponentFailed, component, failure_record, provision_once, resolve_stack
 from byoi.backends.base import Chunk
-from byoi.errors import BackendError
+from byoi.errors import BackendError, NotFound
 from wizchat.plans import plan_check_document_limit
 
 from . import extraction
-from .components import ComponentFailed, component, failure_record, provision_once, resolve_stack
 from .models import Chatbot, Document, DocumentSource
 
 log = logging.getLogger(__name__)
@@ -423,12 +423,10 @@ class _ChunkWriter:
 
 
 def document_get_for_user(user, chatbot_id, document_id) -> Document:
-    from django.http import Http404
-
     from .services import chatbot_get_for_user
 
     chatbot = chatbot_get_for_user(user, chatbot_id)
     try:
         return chatbot.documents.select_related("chatbot__account__plan").get(pk=document_id)
     except (Document.DoesNotExist, ValueError):
-        raise Http404("No such document") from None
+        raise NotFound("No such document") from None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from byoi.access import ComponentFailed, component, location, resolve_stack
 from conversations.services import messages_this_month
 
-from .components import ComponentFailed, component, location, resolve_stack
 from .ingestion import MAX_UPLOAD_BYTES
 
 

@@ -1,8 +1,8 @@
 """Chatbot services: the work behind the dashboard views, callable without HTTP."""
 
 from django.db import transaction
-from django.http import Http404
 
+from byoi.errors import NotFound
 from wizchat.models import Account
 from wizchat.plans import plan_check_chatbot_limit
 
@@ -10,14 +10,14 @@ from .models import Chatbot
 
 
 def chatbot_get_for_user(user, chatbot_id) -> Chatbot:
-    """The chatbot if it belongs to the user's account; 404 otherwise (never a hint that it exists).
+    """The chatbot if it belongs to the user's account; NotFound otherwise (never a hint that it exists).
     One query: the chatbot, its account and plan, joined through the user's membership."""
     if not getattr(user, "is_authenticated", False) or user.pk is None:
-        raise Http404("No account")
+        raise NotFound("No account")
     try:
         return Chatbot.objects.select_related("account__plan").get(pk=chatbot_id, account__memberships__user_id=user.pk)
     except (Chatbot.DoesNotExist, ValueError):
-        raise Http404("No such chatbot") from None
+        raise NotFound("No such chatbot") from None
 
 
 @transaction.atomic

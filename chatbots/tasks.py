@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from .components import ComponentFailed
+from byoi.access import ComponentFailed
 
 
 @shared_task(bind=True, max_retries=4, acks_late=True, name="chatbots.ingest_document")

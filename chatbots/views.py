@@ -1,17 +1,18 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_http_methods
 
-from byoi.forms import ByoiPanel
+from byoi.errors import NotFound
+from byoi.forms import ByoiPanel, save_warnings
 from byoi.services import ComponentInvalid
-from byoi.views import warn_after_save
 from wizchat.accounts import account_for_user
 from wizchat.plans import PlanLimitReached
 
-from . import services
+from . import ingestion, services
 from .forms import ChatbotForm
 
 # Each section of the chatbot page adds its context here: (request, chatbot) -> dict.
@@ -20,6 +21,21 @@ DETAIL_SECTIONS = [
     "byoi.sections.status_context",  # BYOI components: checkmarks, last check, Re-test
     "chatbots.sections.knowledge_context",  # documents, ingestion progress, chat, history, data locations
 ]
+
+
+def chatbot_or_404(request, chatbot_id):
+    """The user's chatbot; 404 for any other (the chatbots views' one lookup)."""
+    try:
+        return services.chatbot_get_for_user(request.user, chatbot_id)
+    except NotFound as error:
+        raise Http404(str(error)) from None
+
+
+def document_or_404(request, chatbot_id, document_id):
+    try:
+        return ingestion.document_get_for_user(request.user, chatbot_id, document_id)
+    except NotFound as error:
+        raise Http404(str(error)) from None
 
 
 @login_required
@@ -51,7 +67,8 @@ def chatbot_new(request):
             pass  # the errors are on the component's fields
         else:
             messages.success(request, f"Chatbot “{chatbot.name}” created.")
-            warn_after_save(request, saved, [])
+            for warning in save_warnings(saved, []):
+                messages.warning(request, warning)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
     context = {"form": form, "account": account, "panel": panel, "byoi_panel_template": "byoi/partials/_panel.html"}
     return render(request, "chatbots/create.html", context)
@@ -59,7 +76,7 @@ def chatbot_new(request):
 
 @login_required
 def chatbot_detail(request, chatbot_id):
-    chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     context = {"chatbot": chatbot}
     for provider in DETAIL_SECTIONS:
         context.update(import_string(provider)(request, chatbot))
@@ -69,7 +86,7 @@ def chatbot_detail(request, chatbot_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def chatbot_edit(request, chatbot_id):
-    chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     form = ChatbotForm(request.POST or None, instance=chatbot)
     if request.method == "POST" and form.is_valid():
         services.chatbot_update(chatbot, **form.cleaned_data)
@@ -81,7 +98,7 @@ def chatbot_edit(request, chatbot_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def chatbot_remove(request, chatbot_id):
-    chatbot = services.chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     if request.method == "POST":
         name = chatbot.name
         services.chatbot_delete(chatbot)

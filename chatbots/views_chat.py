@@ -7,11 +7,11 @@ from django.shortcuts import render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET, require_POST
 
+from byoi.access import ComponentFailed
 from conversations import services as conversations
 
 from . import chat
-from .components import ComponentFailed
-from .services import chatbot_get_for_user
+from .views import DETAIL_SECTIONS, chatbot_or_404
 
 
 def _sse(events):
@@ -25,7 +25,7 @@ def _sse(events):
 def chat_ask(request, chatbot_id):
     """With `Accept: text/event-stream` (the page's script) the answer streams token by token as server-sent
     events; a plain form POST (no JavaScript) gets the page back with the full answer and its sources."""
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     question = request.POST.get("question", "")
     conversation_id = request.POST.get("conversation_id") or None
     if "text/event-stream" in request.headers.get("Accept", ""):
@@ -39,8 +39,6 @@ def chat_ask(request, chatbot_id):
                     "conversation_id": result["conversation_id"]}
     if request.htmx:
         return render(request, "chatbots/partials/_chat.html", {"chatbot": chatbot, **chat_context})
-    from .views import DETAIL_SECTIONS
-
     context = {"chatbot": chatbot}
     for provider in DETAIL_SECTIONS:
         context.update(import_string(provider)(request, chatbot))
@@ -58,7 +56,7 @@ def _parse_time(value):
 @login_required
 @require_GET
 def chat_history(request, chatbot_id):
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     context = {"chatbot": chatbot, "loaded": True}
     try:
         context["conversations"] = [{**c, "started_at": _parse_time(c.get("started"))}

@@ -3,12 +3,12 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from byoi.access import ComponentFailed
 from wizchat.plans import PlanLimitReached
 
 from . import ingestion, sections
-from .components import ComponentFailed
 from .forms_knowledge import KnowledgeSettingsForm
-from .services import chatbot_get_for_user
+from .views import chatbot_or_404, document_or_404
 
 OUTCOMES = {
     "added": "“{}” added; ingestion has started.",
@@ -35,7 +35,7 @@ def _documents_response(request, chatbot, error: str = "", notice: str = "", for
 @login_required
 @require_POST
 def document_create(request, chatbot_id):
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     upload = request.FILES.get("file")
     title = request.POST.get("title", "")
     try:
@@ -59,7 +59,7 @@ def document_create(request, chatbot_id):
 @login_required
 @require_POST
 def knowledge_settings(request, chatbot_id):
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     form = KnowledgeSettingsForm(request.POST, instance=chatbot)
     if not form.is_valid():
         errors = " ".join(e for field_errors in form.errors.values() for e in field_errors)
@@ -73,7 +73,7 @@ def knowledge_settings(request, chatbot_id):
 @require_GET
 def document_row(request, chatbot_id, document_id):
     """A document's row; while its job runs the row polls this view, and stops once the job has finished."""
-    document = ingestion.document_get_for_user(request.user, chatbot_id, document_id)
+    document = document_or_404(request, chatbot_id, document_id)
     if not request.htmx:
         return redirect("chatbots:detail", chatbot_id=document.chatbot_id)
     response = render(request, "chatbots/partials/_document_row.html", {"chatbot": document.chatbot, "doc": document})
@@ -85,7 +85,7 @@ def document_row(request, chatbot_id, document_id):
 @login_required
 @require_POST
 def document_remove(request, chatbot_id, document_id):
-    document = ingestion.document_get_for_user(request.user, chatbot_id, document_id)
+    document = document_or_404(request, chatbot_id, document_id)
     chatbot, title = document.chatbot, document.title
     try:
         ingestion.document_delete(document)
@@ -97,7 +97,7 @@ def document_remove(request, chatbot_id, document_id):
 @login_required
 @require_POST
 def document_retry(request, chatbot_id, document_id):
-    document = ingestion.document_get_for_user(request.user, chatbot_id, document_id)
+    document = document_or_404(request, chatbot_id, document_id)
     try:
         ingestion.document_retry(document)
     except ingestion.DocumentRejected as error:
@@ -108,7 +108,7 @@ def document_retry(request, chatbot_id, document_id):
 @login_required
 @require_GET
 def data_locations(request, chatbot_id):
-    chatbot = chatbot_get_for_user(request.user, chatbot_id)
+    chatbot = chatbot_or_404(request, chatbot_id)
     context = {"chatbot": chatbot, "locations": sections.data_locations(chatbot), "loaded": True}
     if request.htmx:
         return render(request, "chatbots/partials/_data_locations.html", context)

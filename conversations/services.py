@@ -15,8 +15,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from byoi.access import ComponentFailed, component, failure_record, provision_once, resolve_stack
 from byoi.backends.base import Message
-from chatbots.components import ComponentFailed, component, failure_record, provision_once, resolve_stack
 from wizchat.plans import plan_check_message_limit
 
 from .models import MessageUsage, Outbox

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from chatbots.components import ComponentFailed
+from byoi.access import ComponentFailed
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True, name="conversations.outbox_deliver")

@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 import pytest
-from django.http import Http404
 from django.utils import timezone
 
 from byoi import services
+from byoi.errors import NotFound
 from byoi.models import AuditEvent, BYOIComponent, ConnectionTest
 from byoi.services import ComponentInvalid, RateLimited
 
@@ -213,17 +213,17 @@ def test_it_counts_the_rate_limit_over_the_last_minute_only(chatbot, settings):
 
 def test_it_hides_another_accounts_test(llm_component, outsider):
     test = services.connection_test_retest(llm_component)
-    with pytest.raises(Http404):
+    with pytest.raises(NotFound):
         services.connection_test_get_for_user(outsider, test.id)
 
 
 def test_it_answers_404_for_a_malformed_test_id(owner):
-    with pytest.raises(Http404):
+    with pytest.raises(NotFound):
         services.connection_test_get_for_user(owner, "not-a-uuid")
 
 
 def test_it_refuses_to_test_another_accounts_chatbot(llm_component, outsider):
-    with pytest.raises(Http404):
+    with pytest.raises(NotFound):
         services.connection_test_start(outsider.membership.account, "llm", llm_component.values, {},
                                        chatbot=llm_component.chatbot)
 

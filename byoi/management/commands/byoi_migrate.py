@@ -46,6 +46,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from chatbots.models import Chatbot
+        from conversations.models import Outbox
 
         raw = str(options["chatbot"]).strip()
         try:
@@ -62,8 +63,10 @@ class Command(BaseCommand):
                               f"to {options['to']}: {', '.join(step.kind for step in plan.steps)}")
             for step in plan.steps:
                 self.stdout.write(f"{step.kind}: from {step.source.where} to {step.target.where}")
+            queued = Outbox.objects.filter(chatbot=chatbot).count()
             results = migration_run(plan, batch_size=options["batch_size"], dry_run=dry_run,
-                                    limit=options["limit"], re_embed=options["re_embed"], progress=self.stdout.write)
+                                    limit=options["limit"], re_embed=options["re_embed"], progress=self.stdout.write,
+                                    queued_messages=queued)
         except MigrationInvalid as error:
             raise CommandError(str(error)) from None
         except MigrationFailed as error:

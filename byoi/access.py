@@ -1,5 +1,8 @@
-"""Calling a chatbot's components from the knowledge and chat paths: every failure is reported with the
-component's name, where it runs and the taxonomy's fix hint — never a 500, never a silent fallback."""
+"""The BYOI access layer: how the chat, knowledge and conversation paths call a chatbot's components.
+
+Every failure is reported with the component's name, where it runs and the taxonomy's fix hint — never a
+500, never a silent fallback. It sits in byoi (it needs nothing above it) so that conversations, chatbots
+and the operators' data move share it."""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ import logging
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from byoi.errors import HINTS, BackendError
-from byoi.registry import KINDS
+from .activity import component_failure_record
+from .errors import HINTS, BackendError
+from .netguard import classify as netguard_classify
+from .registry import KINDS
+from .resolver import resolve
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +82,6 @@ def classify(error: Exception) -> BackendError:
     if code and message:  # BackendError-like (ByoiUnavailable)
         return BackendError(code if code in HINTS else "unavailable", str(message), getattr(error, "hint", None))
     try:
-        from byoi.netguard import classify as netguard_classify
-
         return netguard_classify(error)
     except Exception:  # noqa: BLE001 - classification must never raise itself
         log.warning("Unclassified component error %s", type(error).__name__)
@@ -102,8 +106,6 @@ def failure_record(chatbot, failure: ComponentFailed, during: str) -> None:
     if failure.kind != "byoi" and failure.custom_host is None:
         return
     try:
-        from byoi.activity import component_failure_record
-
         component_failure_record(chatbot, kind=failure.kind, code=failure.code, during=during,
                                  host=failure.custom_host or "")
     except Exception:  # noqa: BLE001 - the log must never turn a reported failure into a crash
@@ -112,10 +114,8 @@ def failure_record(chatbot, failure: ComponentFailed, during: str) -> None:
 
 def resolve_stack(chatbot):
     """byoi.resolve(chatbot); its failure (e.g. the plan no longer allows BYOI) becomes ComponentFailed."""
-    import byoi
-
     try:
-        return byoi.resolve(chatbot)
+        return resolve(chatbot)
     except Exception as error:  # noqa: BLE001
         raise ComponentFailed("byoi", "your BYOI settings", classify(error)) from None
 
