@@ -1,7 +1,10 @@
 """The spec's CUSTOM_* environment variables, to and from component settings.
 
-Names come from the registry (Field.env). Booleans are written "true"/"false", integers in decimal. A
-deployed standalone runtime builds its stack from these variables alone (byoi.resolver.resolve_from_env)."""
+Names come from the registry (Field.env), values are checked by the registry's Field.coerce. Booleans are
+written "true"/"false", integers in decimal. A deployed standalone runtime builds its stack from these
+variables alone (byoi.resolver.resolve_from_env); this module imports nothing but the registry, so the runtime
+can read its environment without the platform's services. The chatbot's own variables come from
+byoi.services.components_to_env."""
 
 from __future__ import annotations
 
@@ -41,25 +44,10 @@ def settings_to_env(kind: str, settings: dict) -> dict[str, str]:
     return env
 
 
-def components_to_env(chatbot) -> dict[str, str]:
-    """The CUSTOM_* variables for the chatbot's enabled components (secrets included: for the runtime only).
-
-    Empty when the chatbot's BYOI switch is off; raises ByoiUnavailable when its plan no longer allows
-    BYOI, so a deployment never silently runs on defaults."""
-    from .resolver import custom_components
-
-    env: dict[str, str] = {}
-    for component in custom_components(chatbot).values():
-        env.update(settings_to_env(component.kind, component.settings_dict()))
-    return env
-
-
 def env_to_settings(environ) -> dict[str, dict]:
     """{kind: settings} from the CUSTOM_* variables in `environ`; kinds without any variable are absent.
 
     Unknown CUSTOM_* names, missing required variables and malformed values raise EnvInvalid."""
-    from .services import field_coerce
-
     known = known_variables()
     present = {k: v for k, v in environ.items() if k.startswith(PREFIX)}
     errors: dict[str, str] = {}
@@ -82,7 +70,7 @@ def env_to_settings(environ) -> dict[str, dict]:
                 settings[field.name] = raw
                 continue
             try:
-                settings[field.name] = field_coerce(field, raw)
+                settings[field.name] = field.coerce(raw)
             except ValueError as error:
                 errors[field.env] = str(error)
         result[kind.slug] = settings

@@ -1,12 +1,16 @@
 """The one registry of component kinds. Model choices, forms, masking, CUSTOM_* variables and the
 resolver all derive from it; nothing else branches on a kind."""
 
+import ipaddress
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 # How a boolean setting (FalkorDB's SSL) may be spelled in a form, the admin or a CUSTOM_* variable.
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+MAX_TEXT = 255
+MAX_URL = 2000
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,7 @@ class Field:
     name: str
     label: str
     env: str  # the spec's CUSTOM_* variable
-    kind: str = "str"  # str | url | int | bool | choice
+    kind: str = "str"  # str | host | url | int | bool | choice
     required: bool = True
     secret: bool = False
     default: object = None
@@ -22,6 +26,77 @@ class Field:
     choices: tuple = ()
     # Changing this field makes a stored secret invalid for reuse (a new host must not get the old password).
     rebinds_secret: bool = False
+    range: tuple[int, int] = (1, 2**31 - 1)  # int fields: the accepted values, both ends included
+    spaces: bool = True  # False for names (host, user, database, model) that never hold a space
+
+    def coerce(self, raw):
+        """The typed value of this non-secret field, or ValueError with a message naming the field.
+
+        Values are echoed back in messages only for non-secret fields."""
+        if self.kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in TRUE_WORDS:
+                return True
+            if text in FALSE_WORDS:
+                return False
+            raise ValueError(f"{self.label} must be true or false.")
+        if self.kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(f"{self.label} must be a whole number.")
+            try:
+                value = int(str(raw).strip())
+            except ValueError:
+                raise ValueError(f"{self.label} must be a whole number, not “{str(raw)[:40]}”.") from None
+            low, high = self.range
+            if not low <= value <= high:
+                raise ValueError(f"{self.label} must be between {low} and {high}.")
+            return value
+        text = str(raw).strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError(f"{self.label} must not contain control characters.")
+        if self.kind == "choice":
+            if text not in self.choices:
+                raise ValueError(f"{self.label} must be one of: {', '.join(self.choices)}.")
+            return text
+        if self.kind == "url":
+            return self._url(text)
+        if len(text) > MAX_TEXT:
+            raise ValueError(f"{self.label} is too long (at most {MAX_TEXT} characters).")
+        if not self.spaces and any(c.isspace() for c in text):
+            raise ValueError(f"{self.label} must not contain spaces.")
+        if self.kind == "host":
+            if "://" in text or "/" in text:
+                raise ValueError(f"{self.label} must be a host name or IP address only, e.g. your-db.com (no scheme "
+                                 "or path).")
+            if ":" in text and not _is_ipv6(text):
+                raise ValueError(f"{self.label} must not include the port; put it in Port.")
+        return text
+
+    def _url(self, text: str) -> str:
+        if len(text) > MAX_URL:
+            raise ValueError(f"{self.label} is too long.")
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{self.label} must be an http:// or https:// URL, e.g. https://your-api.com/v1.")
+        if parts.username or parts.password:
+            # The URL would carry a credential in a field that is shown back in the UI.
+            raise ValueError(f"{self.label} must not contain a user name or password; put the key in API Key.")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{self.label} must be the API's base URL, without ?query or #fragment.")
+        try:
+            parts.port  # noqa: B018 - raises for a non-numeric or out-of-range port
+        except ValueError:
+            raise ValueError(f"{self.label} has an invalid port.") from None
+        return text.rstrip("/")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip("[]")).version == 6
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -48,13 +123,16 @@ class Kind:
         return next(f for f in self.fields if f.name == name)
 
 
+PORTS = (1, 65535)
+
+
 def _pg_fields(prefix: str) -> tuple:
     return (
-        Field("host", "Host", f"{prefix}_HOST", help="Database host", rebinds_secret=True),
+        Field("host", "Host", f"{prefix}_HOST", kind="host", spaces=False, help="Database host", rebinds_secret=True),
         Field("port", "Port", f"{prefix}_PORT", kind="int", default=5432, help="Database port (default: 5432)",
-              rebinds_secret=True),
-        Field("database", "Database", f"{prefix}_DATABASE", help="Database name", rebinds_secret=True),
-        Field("username", "Username", f"{prefix}_USER", help="Database user", rebinds_secret=True),
+              rebinds_secret=True, range=PORTS),
+        Field("database", "Database", f"{prefix}_DATABASE", spaces=False, help="Database name", rebinds_secret=True),
+        Field("username", "Username", f"{prefix}_USER", spaces=False, help="Database user", rebinds_secret=True),
         Field("password", "Password", f"{prefix}_PASSWORD", secret=True, help="Database password"),
         Field("ssl_mode", "SSL Mode", f"{prefix}_SSL_MODE", kind="choice", default="require",
               choices=tuple(SSL_MODES), help="SSL connection mode"),
@@ -72,7 +150,7 @@ KINDS: dict[str, Kind] = {
                 Field("endpoint", "API Endpoint", "CUSTOM_LLM_ENDPOINT", kind="url",
                       help="Base URL (e.g., https://your-api.com/v1)", rebinds_secret=True),
                 Field("api_key", "API Key", "CUSTOM_LLM_API_KEY", secret=True, help="Authentication key"),
-                Field("model", "Model Name", "CUSTOM_LLM_MODEL",
+                Field("model", "Model Name", "CUSTOM_LLM_MODEL", spaces=False,
                       help="Model identifier (e.g., gpt-4o, llama-3.1-70b)"),
             ),
         ),
@@ -84,10 +162,10 @@ KINDS: dict[str, Kind] = {
                 Field("endpoint", "API Endpoint", "CUSTOM_EMBEDDINGS_ENDPOINT", kind="url",
                       help="Base URL for embeddings", rebinds_secret=True),
                 Field("api_key", "API Key", "CUSTOM_EMBEDDINGS_API_KEY", secret=True, help="Authentication key"),
-                Field("model", "Model Name", "CUSTOM_EMBEDDINGS_MODEL",
+                Field("model", "Model Name", "CUSTOM_EMBEDDINGS_MODEL", spaces=False,
                       help="Embedding model (e.g., text-embedding-3-large)"),
                 Field("dimensions", "Dimensions", "CUSTOM_EMBEDDINGS_DIMENSIONS", kind="int", default=3072,
-                      help="Vector dimensions (default: 3072)"),
+                      help="Vector dimensions (default: 3072)", range=(1, 16000)),
             ),
         ),
         Kind(
@@ -103,9 +181,10 @@ KINDS: dict[str, Kind] = {
             check="byoi.checks.graph.steps",
             stores_data=True,
             fields=(
-                Field("host", "Host", "CUSTOM_FALKORDB_HOST", help="FalkorDB host", rebinds_secret=True),
+                Field("host", "Host", "CUSTOM_FALKORDB_HOST", kind="host", spaces=False, help="FalkorDB host",
+                      rebinds_secret=True),
                 Field("port", "Port", "CUSTOM_FALKORDB_PORT", kind="int", default=6379,
-                      help="FalkorDB port (default: 6379)", rebinds_secret=True),
+                      help="FalkorDB port (default: 6379)", rebinds_secret=True, range=PORTS),
                 Field("password", "Password", "CUSTOM_FALKORDB_PASSWORD", secret=True, required=False,
                       help="Connection password (optional)"),
                 Field("ssl", "SSL", "CUSTOM_FALKORDB_SSL", kind="bool", default=True, required=False,

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings as dj
 from django.utils.module_loading import import_string
 
+from .envvars import env_to_settings
 from .errors import BackendError
 from .registry import KINDS
 
@@ -250,8 +251,6 @@ def resolve_from_env(environ) -> Stack:
     """A stack from CUSTOM_* variables alone (deployed runtime); kinds without variables use the defaults.
 
     Reads nothing from the platform database."""
-    from .envvars import env_to_settings
-
     custom = env_to_settings(environ)
     slots = {}
     for kind in KIND_ORDER:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -18,16 +17,15 @@ from wizchat.plans import PlanLimitReached, plan_require_byoi  # noqa: F401 - Pl
 
 from .audit import audit_record
 from .checks import StepResult, check_run
+from .envvars import settings_to_env
 from .errors import NotFound
 from .logging import secrets_known
 from .models import BYOIComponent, ConnectionTest, Status, settings_fingerprint
-from .registry import FALSE_WORDS, KINDS, STORE_KINDS, TRUE_WORDS, Field
+from .registry import KINDS, STORE_KINDS
+from .resolver import custom_components, invalidate, resolve_defaults
 
 logger = logging.getLogger(__name__)
 
-_INT_RANGES = {"port": (1, 65535), "dimensions": (1, 16000)}
-_MAX_TEXT = 255
-_MAX_URL = 2000
 _MAX_SECRET = 4096
 
 
@@ -44,77 +42,6 @@ class RateLimited(Exception):
 
 
 # --- validation -------------------------------------------------------------------------------------------
-
-
-def field_coerce(field: Field, raw):
-    """The typed value of one non-secret field, or ValueError with a message naming the field.
-
-    Values are echoed back in messages only for non-secret fields."""
-    if field.kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in TRUE_WORDS:
-            return True
-        if text in FALSE_WORDS:
-            return False
-        raise ValueError(f"{field.label} must be true or false.")
-    if field.kind == "int":
-        if isinstance(raw, bool):
-            raise ValueError(f"{field.label} must be a whole number.")
-        try:
-            value = int(str(raw).strip())
-        except ValueError:
-            raise ValueError(f"{field.label} must be a whole number, not “{str(raw)[:40]}”.") from None
-        low, high = _INT_RANGES.get(field.name, (1, 2**31 - 1))
-        if not low <= value <= high:
-            raise ValueError(f"{field.label} must be between {low} and {high}.")
-        return value
-    text = str(raw).strip()
-    if _has_control_characters(text):
-        raise ValueError(f"{field.label} must not contain control characters.")
-    if field.kind == "choice":
-        if text not in field.choices:
-            raise ValueError(f"{field.label} must be one of: {', '.join(field.choices)}.")
-        return text
-    if field.kind == "url":
-        if len(text) > _MAX_URL:
-            raise ValueError(f"{field.label} is too long.")
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{field.label} must be an http:// or https:// URL, e.g. https://your-api.com/v1.")
-        if parts.username or parts.password:
-            # The URL would carry a credential in a field that is shown back in the UI.
-            raise ValueError(f"{field.label} must not contain a user name or password; put the key in API Key.")
-        if parts.query or parts.fragment:
-            raise ValueError(f"{field.label} must be the API's base URL, without ?query or #fragment.")
-        try:
-            parts.port  # noqa: B018 - raises for a non-numeric or out-of-range port
-        except ValueError:
-            raise ValueError(f"{field.label} has an invalid port.") from None
-        return text.rstrip("/")
-    if len(text) > _MAX_TEXT:
-        raise ValueError(f"{field.label} is too long (at most {_MAX_TEXT} characters).")
-    if any(c.isspace() for c in text) and field.name in ("host", "username", "database", "model"):
-        raise ValueError(f"{field.label} must not contain spaces.")
-    if field.name == "host" and ("://" in text or "/" in text):
-        raise ValueError(f"{field.label} must be a host name or IP address only, e.g. your-db.com (no scheme or path).")
-    if field.name == "host" and ":" in text and not _is_ipv6(text):
-        raise ValueError(f"{field.label} must not include the port; put it in Port.")
-    return text
-
-
-def _is_ipv6(text: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(text.strip("[]")).version == 6
-    except ValueError:
-        return False
-
-
-def _has_control_characters(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def _blank(value) -> bool:
@@ -144,7 +71,7 @@ def component_validate(kind: str, values: dict, secrets: dict,
                 errors[field.name] = f"{field.label} is required."
             continue
         try:
-            clean_values[field.name] = field_coerce(field, raw)
+            clean_values[field.name] = field.coerce(raw)
         except ValueError as error:
             errors[field.name] = str(error)
 
@@ -190,9 +117,7 @@ def _changed(old_values: dict, new_values: dict, old_secrets: dict, new_secrets:
 
 
 def _forget_backend(component_id) -> None:
-    from . import resolver
-
-    transaction.on_commit(lambda: resolver.invalidate(component_id))
+    transaction.on_commit(lambda: invalidate(component_id))
 
 
 def _adopt_test_result(component: BYOIComponent) -> None:
@@ -282,6 +207,17 @@ def byoi_set_enabled(chatbot, enabled: bool, actor=None):
         chatbot.save(update_fields=["byoi_enabled", "updated"])
         audit_record("byoi.enabled" if enabled else "byoi.disabled", chatbot=chatbot, actor=actor)
     return chatbot
+
+
+def components_to_env(chatbot) -> dict[str, str]:
+    """The CUSTOM_* variables for the chatbot's enabled components (secrets included: for the runtime only).
+
+    Empty when the chatbot's BYOI switch is off; raises ByoiUnavailable when its plan no longer allows
+    BYOI, so a deployment never silently runs on defaults."""
+    env: dict[str, str] = {}
+    for component in custom_components(chatbot).values():
+        env.update(settings_to_env(component.kind, component.settings_dict()))
+    return env
 
 
 # --- Test Connection --------------------------------------------------------------------------------------
@@ -448,8 +384,6 @@ def platform_data_purge(chatbot_id) -> list[str]:
     """Remove a deleted chatbot's data from WizChat's own default stores (tables and graph named for it).
 
     Customer infrastructure is never touched: its data stays where the customer put it."""
-    from .resolver import resolve_defaults
-
     chatbot_id = uuid.UUID(str(chatbot_id))
     stack = resolve_defaults()
     purged = []

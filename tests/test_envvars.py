@@ -3,9 +3,10 @@
 import pytest
 
 from byoi import services
-from byoi.envvars import EnvInvalid, components_to_env, env_to_settings
+from byoi.envvars import EnvInvalid, env_to_settings
 from byoi.models import BYOIComponent
 from byoi.resolver import ByoiUnavailable
+from byoi.services import components_to_env
 from wizchat.models import Plan
 
 COMPONENTS = {
