@@ -3,9 +3,9 @@
 Details carry field *names* ("changed": ["host", "password"]) and outcomes, never values of secret fields;
 `audit_record` refuses a detail keyed by a secret field name so a careless caller fails loudly in tests."""
 
-from byoi.logging import scrub
 from byoi.models import AuditEvent
 from byoi.registry import SECRET_FIELD_NAMES
+from byoi.scrub import scrub
 
 
 def _clean(value):

@@ -452,7 +452,7 @@ def _error_code(error) -> str:
 
 
 def _error_message(error) -> str:
-    from byoi.logging import scrub
+    from byoi.scrub import scrub
 
     body = getattr(error, "body", None)
     message = ""

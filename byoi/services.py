@@ -19,10 +19,10 @@ from .audit import audit_record
 from .checks import StepResult, check_run
 from .envvars import settings_to_env
 from .errors import NotFound
-from .logging import secrets_known
 from .models import BYOIComponent, ConnectionTest, Status, settings_fingerprint
 from .registry import KINDS, STORE_KINDS
 from .resolver import custom_components, invalidate, resolve_defaults
+from .scrub import secrets_known
 
 logger = logging.getLogger(__name__)
 

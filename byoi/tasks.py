@@ -4,7 +4,7 @@ from celery import shared_task
 from celery.signals import after_setup_logger, after_setup_task_logger
 from django.db import OperationalError, close_old_connections
 
-from byoi.logging import install_scrub_filter
+from byoi.scrub import install_scrub_filter
 
 # Every step has its own connect and operation timeouts; this only bounds a run that ignores them. The soft
 # limit raises inside the running step, which check_run turns into a failed step like any other error.
@@ -44,7 +44,7 @@ def logging_scrubbed_task() -> bool:
     """Health check: True when every handler of the worker's root logger scrubs secrets."""
     import logging
 
-    from byoi.logging import SecretScrubFilter
+    from byoi.scrub import SecretScrubFilter
 
     handlers = logging.getLogger().handlers
     return bool(handlers) and all(any(isinstance(f, SecretScrubFilter) for f in h.filters) for h in handlers)

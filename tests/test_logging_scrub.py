@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from byoi import services
-from byoi.logging import SecretScrubFilter, secrets_known
+from byoi.scrub import SecretScrubFilter, secrets_known
 
 
 @pytest.fixture

@@ -172,7 +172,7 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"scrub_secrets": {"()": "byoi.logging.SecretScrubFilter"}},
+    "filters": {"scrub_secrets": {"()": "byoi.scrub.SecretScrubFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["scrub_secrets"]},
     },

@@ -25,8 +25,8 @@ from redis.retry import Retry
 from byoi import netguard
 from byoi.backends import pg
 from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
-from byoi.logging import scrub
 from byoi.registry import TRUE_WORDS
+from byoi.scrub import scrub
 
 MIN_FALKORDB_VERSION = 40000  # MODULE LIST reports 4.16.3 as 41603
 

@@ -26,7 +26,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from byoi.errors import BackendError
-from byoi.logging import scrub
+from byoi.scrub import scrub
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

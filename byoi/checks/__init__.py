@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from django.utils.module_loading import import_string
 
 from byoi.errors import BackendError
-from byoi.logging import scrub
 from byoi.registry import KINDS
+from byoi.scrub import scrub
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from byoi.migration import (
+from byoi.datamove import (
     DIRECTIONS,
     MIGRATABLE,
     MigrationFailed,

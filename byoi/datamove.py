@@ -1,4 +1,4 @@
-"""Operators' migration of a chatbot's data between WizChat's default stores and its own (BYOI) stores.
+"""Operators' data move ("migration") of a chatbot's data between WizChat's default stores and its own (BYOI) stores.
 
 `manage.py byoi_migrate` calls `migration_plan` (validates the request, no connection made) and then
 `migration_run`. For each kind — vector_store, graph, conversations — the *source* is the side the operator
@@ -80,7 +80,9 @@ class Step:
 
 
 @dataclass
-class Plan:
+class MovePlan:
+    """What byoi_migrate will copy for one chatbot: a Step per kind, in order (not a plan of wizchat.models)."""
+
     chatbot: object
     to: str
     steps: list[Step]
@@ -156,7 +158,7 @@ def kinds_parse(text: str | None) -> list[str] | None:
     return kinds
 
 
-def migration_plan(chatbot, to: str, kinds: list[str] | None = None, *, switch: bool = False) -> Plan:
+def migration_plan(chatbot, to: str, kinds: list[str] | None = None, *, switch: bool = False) -> MovePlan:
     """Check the request and decide source and target per kind. Connects to nothing."""
     if to not in DIRECTIONS:
         raise MigrationInvalid(f"--to must be 'custom' or 'default', not {str(to)[:40]!r}.")
@@ -188,7 +190,7 @@ def migration_plan(chatbot, to: str, kinds: list[str] | None = None, *, switch: 
         if kind == "vector_store":
             step.embeddings = _embeddings_after(chatbot, to)
         steps.append(step)
-    return Plan(chatbot, to, steps, switch=switch)
+    return MovePlan(chatbot, to, steps, switch=switch)
 
 
 # --- running it -------------------------------------------------------------------------------------------
@@ -203,7 +205,7 @@ def _guarded(step: Step, side: Side, role: str, call: Callable):
         raise MigrationFailed(step.kind, role, side.where, classify(error)) from None
 
 
-def migration_run(plan: Plan, *, batch_size: int = 500, dry_run: bool = False, limit: int | None = None,
+def migration_run(plan: MovePlan, *, batch_size: int = 500, dry_run: bool = False, limit: int | None = None,
                   re_embed: bool = False, progress: Callable[[str], None] | None = None,
                   queued_messages: int = 0) -> list[Result]:
     """Copy every step's data; then switch the components if asked and everything was copied.
@@ -238,7 +240,7 @@ def migration_run(plan: Plan, *, batch_size: int = 500, dry_run: bool = False, l
     return results
 
 
-def _switch(plan: Plan) -> None:
+def _switch(plan: MovePlan) -> None:
     from byoi import services
 
     chatbot = plan.chatbot
