@@ -185,7 +185,7 @@ def location_summary(kind: str, settings: dict, backend: str = "") -> str:
 def default_settings(kind: str) -> dict:
     """The platform's default component settings for `kind` (trusted: no egress guard)."""
     if kind in ("vector_store", "conversations"):
-        db = dj.DATABASES["default"]
+        db = dj.DEFAULT_STORE_DATABASE
         host = db.get("HOST") or "127.0.0.1"
         ssl_mode = (db.get("OPTIONS") or {}).get("sslmode") or ("disable" if host in _LOOPBACK else "prefer")
         return {"host": host, "port": int(db.get("PORT") or 5432), "database": db.get("NAME") or "",

@@ -116,6 +116,92 @@ def titles_of(chatbot: Chatbot, hits: list, known: Knowledge | None = None) -> d
     return {str(doc_id): title for doc_id, title in rows}
 
 
+class ChatHost:
+    """What the chat pipeline needs from the place it runs in. The platform (PlatformHost) reads the chatbot's
+    rows, counts the plan's quota and queues undeliverable messages in its outbox; a deployed runtime
+    (wizchat.runtime.host) has no platform database and answers these from its environment and its stores."""
+
+    def stack(self, chatbot):
+        raise NotImplementedError
+
+    def knowledge(self, chatbot, with_outbox: bool = False) -> Knowledge:
+        raise NotImplementedError
+
+    def titles(self, chatbot, hits: list, known: Knowledge | None) -> dict:
+        return known.titles if known is not None and known.titles is not None else {}
+
+    def quota_use(self, chatbot) -> None:
+        """Count one question; PlanLimitReached when the plan's monthly allowance is used up."""
+
+    def failure_record(self, chatbot, failure: ComponentFailed, during: str) -> None:
+        """Note a failure of one of the customer's components where the customer will see it."""
+
+    def store_begin(self, chatbot, first, stack, queued: bool | None):
+        """Start storing the question while the answer is prepared (None: stored at the end instead)."""
+        return None
+
+    def store_end(self, chatbot, pending, first, *rest, stack) -> str:
+        """Store the exchange in order: "stored", "duplicate" or "queued" (kept until the database is back)."""
+        raise NotImplementedError
+
+    def history(self, chatbot, conversation_id: str, stack, limit: int) -> list:
+        raise NotImplementedError
+
+
+class PlatformHost(ChatHost):
+    def stack(self, chatbot):
+        return resolve_stack(chatbot)
+
+    def knowledge(self, chatbot, with_outbox: bool = False) -> Knowledge:
+        return knowledge_of(chatbot, with_outbox)
+
+    def titles(self, chatbot, hits: list, known: Knowledge | None) -> dict:
+        return titles_of(chatbot, hits, known)
+
+    def quota_use(self, chatbot) -> None:
+        from conversations.services import message_quota_use
+
+        message_quota_use(chatbot.account)
+
+    def failure_record(self, chatbot, failure: ComponentFailed, during: str) -> None:
+        failure_record(chatbot, failure, during)
+
+    def store_begin(self, chatbot, first, stack, queued: bool | None):
+        from conversations.services import conversation_append_start
+
+        return conversation_append_start(chatbot, first, stack, queued)
+
+    def store_end(self, chatbot, pending, first, *rest, stack) -> str:
+        from conversations.services import conversation_append_finish
+
+        return conversation_append_finish(chatbot, pending, first, *rest, stack=stack)
+
+    def history(self, chatbot, conversation_id: str, stack, limit: int) -> list:
+        from conversations.services import conversation_history
+
+        return conversation_history(chatbot, conversation_id, stack=stack, limit=limit)
+
+
+PLATFORM = PlatformHost()
+
+
+def tokens_estimate(text: str) -> int:
+    """Tokens of `text` as OpenAI's tokenizers count English on average (4 characters a token)."""
+    return -(-len(text) // 4) if text else 0
+
+
+def usage_of(messages: list[dict], answer: str, reported: dict | None) -> dict:
+    """Token counts of one exchange: the LLM's own when it reported them, else an estimate (`estimated`)."""
+    if reported and reported.get("prompt_tokens") is not None:
+        prompt, completion, estimated = (int(reported["prompt_tokens"]),
+                                         int(reported.get("completion_tokens") or 0), False)
+    else:
+        prompt = tokens_estimate("".join(str(m.get("content") or "") for m in messages))
+        completion, estimated = tokens_estimate(answer), True
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "estimated": estimated}
+
+
 def _embed_question(stack, question: str) -> list[float]:
     with component(stack, "embeddings") as embedder:
         return embedder.embed([question])[0]
@@ -136,10 +222,10 @@ def _in_process(stack) -> bool:
 
 
 def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = None,
-             vector: Future | None = None) -> tuple[list, list, dict]:
+             vector: Future | None = None, host: ChatHost = PLATFORM) -> tuple[list, list, dict]:
     """(hits, facts, titles) for the question: nearest chunks, graph facts about the entities involved, and
     the current titles of the hits' documents. `vector` may be the question's embedding already under way."""
-    known = known or knowledge_of(chatbot)
+    known = known or host.knowledge(chatbot)
     if not known.has_chunks:
         return [], [], {}
     query = vector.result() if vector is not None else _embed_question(stack, question)
@@ -155,7 +241,7 @@ def retrieve(chatbot: Chatbot, stack, question: str, known: Knowledge | None = N
         if names:
             with component(stack, "graph") as graph:
                 facts = graph.neighbourhood(chatbot.id, names[:20], limit=MAX_FACTS)
-    return hits, facts, titles_of(chatbot, hits, known)
+    return hits, facts, host.titles(chatbot, hits, known)
 
 
 def _title(hit, titles: dict) -> str:
@@ -187,7 +273,10 @@ def prompt_build(chatbot: Chatbot, question: str, hits: list, facts: list, histo
         parts.append("Related facts from the knowledge graph:\n" + "\n".join(lines))
     messages = [{"role": "system", "content": "\n\n".join(parts)}]
     for message in (history or [])[-2 * HISTORY_TURNS:]:
-        messages.append({"role": message.role, "content": message.content})
+        if isinstance(message, dict):  # turns sent with a public API request
+            messages.append({"role": message["role"], "content": message["content"]})
+        else:
+            messages.append({"role": message.role, "content": message.content})
     messages.append({"role": "user", "content": question})
     return messages
 
@@ -205,17 +294,17 @@ def sources_of(hits: list, titles: dict) -> list[dict]:
 
 
 def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = None, stack=None,
-                 known: Knowledge | None = None, vector: Future | None = None, asked_id: str = "") -> Prepared:
-    """`asked_id`: the id of the question being stored meanwhile, which the history must not repeat."""
-    stack = stack or resolve_stack(chatbot)
-    hits, facts, titles = retrieve(chatbot, stack, question, known, vector)
-    history = []
+                 known: Knowledge | None = None, vector: Future | None = None, asked_id: str = "",
+                 host: ChatHost = PLATFORM, history: list | None = None) -> Prepared:
+    """`asked_id`: the id of the question being stored meanwhile, which the history must not repeat.
+    `history`: earlier turns the caller sent itself (public API); a stored conversation's take precedence."""
+    stack = stack or host.stack(chatbot)
+    hits, facts, titles = retrieve(chatbot, stack, question, known, vector, host)
+    history = list(history or [])
     if conversation_id:
-        from conversations.services import conversation_history
-
         try:
-            history = [m for m in conversation_history(chatbot, conversation_id, stack=stack,
-                                                        limit=2 * HISTORY_TURNS + 1) if m.id != asked_id]
+            history = [m for m in host.history(chatbot, conversation_id, stack, 2 * HISTORY_TURNS + 1)
+                       if m.id != asked_id] or history
         except ComponentFailed as failure:
             # Earlier turns only add context; the answer can go ahead (the message is still stored or queued).
             log.warning("History of chatbot %s unavailable (%s)", chatbot.id, failure.code)
@@ -226,19 +315,19 @@ def chat_prepare(chatbot: Chatbot, question: str, conversation_id: str | None = 
 def _error_event(error: Exception) -> dict:
     if isinstance(error, ComponentFailed):
         return {"event": "error", **error.as_dict()}
+    if isinstance(error, PlanLimitReached):
+        return {"event": "error", "message": str(error), "hint": "", "component": "", "code": "quota"}
     return {"event": "error", "message": str(error), "hint": "", "component": "", "code": "rejected"}
 
 
 def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = None,
-                count_quota: bool = True) -> Iterator[dict]:
+                count_quota: bool = True, *, host: ChatHost = PLATFORM, history: list | None = None,
+                store: bool = True, max_tokens: int | None = None, temperature: float | None = None
+                ) -> Iterator[dict]:
     """The whole exchange as events. Stores the question and the answer through the conversations backend
-    (or its outbox) at the end, whatever happened in between."""
-    from conversations.services import (
-        conversation_append_finish,
-        conversation_append_start,
-        message_new,
-        message_quota_use,
-    )
+    (or its outbox) at the end, whatever happened in between — unless `store` is off (the public API without
+    a conversation id is stateless, like OpenAI's)."""
+    from conversations.services import message_new
 
     try:
         question = question_clean(question)
@@ -249,40 +338,46 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
     if not continuing:
         conversation_id = uuid.uuid4().hex
     try:
-        stack = resolve_stack(chatbot)
+        stack = host.stack(chatbot)
         # The in-process embedder starts before the documents query (it is the critical path); it costs only
         # CPU when the chatbot turns out to have no chunks. An embeddings API is called only when needed.
         vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question) if _in_process(stack) else None
-        known = knowledge_of(chatbot, with_outbox=True)
+        known = host.knowledge(chatbot, with_outbox=store)
         if not known.has_chunks:
             vector = None
         elif vector is None:
             vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question)
         if count_quota:
-            message_quota_use(chatbot.account)
+            host.quota_use(chatbot)
     except (PlanLimitReached, ComponentFailed) as error:
         if isinstance(error, ComponentFailed):
-            failure_record(chatbot, error, "answering")
+            host.failure_record(chatbot, error, "answering")
         yield _error_event(error)
         return
     yield {"event": "meta", "conversation_id": conversation_id}
     asked = message_new(conversation_id, "user", question)
-    pending = conversation_append_start(chatbot, asked, stack, known.queued)  # stored while the answer is prepared
+    pending = host.store_begin(chatbot, asked, stack, known.queued) if store else None
     answer: list[str] = []
     sources: list[dict] = []
     failed = None
+    usage: dict = {}
+    reported: dict = {}
     try:
         prepared = chat_prepare(chatbot, question, conversation_id if continuing else None, stack=stack,
-                                known=known, vector=vector, asked_id=asked.id)
+                                known=known, vector=vector, asked_id=asked.id, host=host, history=history)
         sources = prepared.sources
+        options = {"max_tokens": min(max_tokens or ANSWER_TOKENS, ANSWER_TOKENS * 4)}
+        if temperature is not None:
+            options["temperature"] = temperature
         with component(stack, "llm") as llm:
-            for delta in llm.stream(prepared.messages, max_tokens=ANSWER_TOKENS):
+            for delta in llm.stream(prepared.messages, usage=reported, **options):
                 answer.append(delta)
                 yield {"event": "token", "text": delta}
+        usage = usage_of(prepared.messages, "".join(answer), reported)
         yield {"event": "sources", "sources": sources}
     except ComponentFailed as error:
         failed = error
-        failure_record(chatbot, error, "answering")
+        host.failure_record(chatbot, error, "answering")
         yield _error_event(error)
     except Exception:
         # A bug on WizChat's side, not a component: say so instead of breaking the stream with a 500.
@@ -290,14 +385,16 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         yield {"event": "error", "message": "WizChat could not finish this answer because of an internal error.",
                "hint": "Try again; if it keeps happening, contact support.", "component": "", "code": "internal"}
     finally:
-        replies = []
-        if answer:
-            meta = {"sources": [{k: s[k] for k in ("n", "title", "snippet", "document_id")} for s in sources]}
-            if failed:
-                meta["error"] = failed.code
-            replies.append(message_new(conversation_id, "assistant", "".join(answer), meta))
-        stored = conversation_append_finish(chatbot, pending, asked, *replies, stack=stack)
-    yield {"event": "done", "stored": stored, "conversation_id": conversation_id}
+        stored = None
+        if store:
+            replies = []
+            if answer:
+                meta = {"sources": [{k: s[k] for k in ("n", "title", "snippet", "document_id")} for s in sources]}
+                if failed:
+                    meta["error"] = failed.code
+                replies.append(message_new(conversation_id, "assistant", "".join(answer), meta))
+            stored = host.store_end(chatbot, pending, asked, *replies, stack=stack)
+    yield {"event": "done", "stored": stored, "conversation_id": conversation_id, "usage": usage}
 
 
 def chat_answer(chatbot: Chatbot, question: str, conversation_id: str | None = None, **kw) -> dict:

@@ -27,6 +27,10 @@ class Chatbot(models.Model):
     chunk_overlap = models.PositiveIntegerField(
         default=100, help_text="Characters shared by consecutive chunks, so a sentence cut in two is still found."
     )
+    allowed_origins = models.JSONField(
+        default=list, blank=True,
+        help_text="Websites (scheme://host[:port]) where the widget may appear; empty means nowhere.",
+    )
     entity_extraction = models.CharField(
         max_length=10,
         choices=[("rules", "Rules (proper nouns and co-occurrence)"), ("llm", "The chatbot's LLM")],
@@ -121,3 +125,64 @@ class DocumentSource(models.Model):
 
     def __repr__(self) -> str:
         return f"<DocumentSource {self.document_id}>"
+
+
+class ApiKey(models.Model):
+    """A key to the chatbot's public API. Only its prefix (to find it and to show it) and a keyed hash are kept:
+    the key itself is shown once, at creation (chatbots.apikeys)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def __repr__(self) -> str:  # never the hash
+        return f"<ApiKey {self.prefix} chatbot={self.chatbot_id}>"
+
+
+class Deployment(models.Model):
+    """Where a chatbot runs as a standalone runtime (wizchat.runtime), fed by its CUSTOM_* and WIZCHAT_*
+    variables. `fingerprint` is a keyed digest of the variables it was started with (never the values): when
+    the chatbot's current variables digest differently, the deployment is out of date."""
+
+    class Target(models.TextChoices):
+        LOCAL = "local", "This machine"
+        KUBERNETES = "kubernetes", "Kubernetes"
+
+    class Status(models.TextChoices):
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    chatbot = models.OneToOneField(Chatbot, on_delete=models.CASCADE, related_name="deployment")
+    target = models.CharField(max_length=12, choices=Target.choices, default=Target.LOCAL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.STARTING)
+    reason = models.TextField(blank=True, help_text="Why it failed or stopped, in words for the customer")
+    url = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True, help_text="Local target: the stable port")
+    fingerprint = models.CharField(max_length=64, blank=True)
+    carries = models.JSONField(default=dict, help_text="{kind: 'custom'|'default'}: labels only, never values")
+    generation = models.PositiveIntegerField(default=1, help_text="Bumped by every deploy: the supervisor "
+                                                                  "replaces runtimes of older generations")
+    running_generation = models.PositiveIntegerField(default=0)
+    stale_reason = models.CharField(max_length=200, blank=True,
+                                    help_text="Set when something the fingerprint cannot see changed "
+                                              "(the encryption key was rotated)")
+    deployed = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.chatbot_id} {self.target} {self.status}>"

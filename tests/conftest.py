@@ -20,14 +20,14 @@ def peers():
 def _ensure_plans():
     """Transactional tests flush the seeded plans; put them back (same data as wizchat 0002_seed_plans)."""
     from wizchat.models import Plan
-    from wizchat.plans import PLANS
+    from wizchat.plans import API_KEYS_PER_CHATBOT, PLANS
 
     if Plan.objects.count() == len(PLANS):
         return
     for position, (slug, name, byoi, chatbots, documents, messages) in enumerate(PLANS):
         Plan.objects.update_or_create(slug=slug, defaults=dict(
             name=name, byoi_allowed=byoi, max_chatbots=chatbots, max_documents=documents,
-            max_messages_per_month=messages, position=position))
+            max_messages_per_month=messages, position=position, max_api_keys=API_KEYS_PER_CHATBOT[slug]))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ class Plan(models.Model):
     max_chatbots = models.PositiveIntegerField()
     max_documents = models.PositiveIntegerField(help_text="Documents per chatbot")
     max_messages_per_month = models.PositiveIntegerField()
+    max_api_keys = models.PositiveIntegerField(default=2, help_text="Public API keys per chatbot")
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

@@ -13,6 +13,9 @@ PLANS = [
     ("enterprise", "Enterprise", True, 500, 20_000, 1_000_000),
 ]
 
+# Public API keys per chatbot (several, so that a rotation can overlap).
+API_KEYS_PER_CHATBOT = {"free": 2, "pro": 5, "pro-plus": 10, "business": 25, "enterprise": 100}
+
 
 class PlanLimitReached(PermissionDenied):
     """Raised with a message that tells the customer which limit and how to lift it."""
@@ -53,4 +56,14 @@ def plan_check_message_limit(account: Account, sent_this_month: int) -> None:
         raise PlanLimitReached(
             f"Your {account.plan.name} plan allows {account.plan.max_messages_per_month} messages a month; "
             "this month's are used up. Upgrade your plan to keep chatting."
+        )
+
+
+def plan_check_api_key_limit(chatbot) -> None:
+    plan = chatbot.account.plan
+    active = chatbot.api_keys.filter(revoked__isnull=True).count()
+    if active >= plan.max_api_keys:
+        raise PlanLimitReached(
+            f"Your {plan.name} plan allows {plan.max_api_keys} active API keys per chatbot. "
+            "Revoke one or upgrade your plan to create another."
         )

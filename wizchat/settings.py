@@ -140,8 +140,24 @@ BYOI_CA_BUNDLE = env.str("BYOI_CA_BUNDLE", default="")
 BYOI_TEST_RATE_LIMIT = env.int("BYOI_TEST_RATE_LIMIT", default=30)  # Test Connection runs per account per minute
 CONNECTION_TEST_TTL_SECONDS = env.int("CONNECTION_TEST_TTL_SECONDS", default=3600)
 
-# Where the deployed standalone runtime reads its BYOI settings from (CUSTOM_* variables); empty on the platform.
-CUSTOM_COMPONENTS_ENV = {k: v for k, v in env.ENVIRON.items() if k.startswith("CUSTOM_")}
+# The default vector store and conversations store live in the platform database (a deployed runtime names
+# them with WIZCHAT_DEFAULT_STORE_URL instead: wizchat/runtime/settings.py).
+DEFAULT_STORE_DATABASE = DATABASES["default"]
+
+# Public API and widget (chatbots.publicapi). Keys are stored as keyed hashes under a key of each chatbot's
+# own, derived from API_KEY_PEPPER (a deployed runtime receives only its chatbot's).
+API_KEY_PEPPER = _secret("API_KEY_PEPPER")
+PUBLIC_API_GATEWAY = "chatbots.gateway.PlatformGateway"
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=60)  # per key, per client address
+WIDGET_RATE_LIMIT_PER_MINUTE = env.int("WIDGET_RATE_LIMIT_PER_MINUTE", default=20)  # per widget session
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)  # proxies whose X-Forwarded-For is believed
+# Counters live in the Redis WizChat already runs (db 2 of the broker's server); memory:// for one process.
+RATE_LIMIT_STORAGE_URL = env.str("RATE_LIMIT_STORAGE_URL", default="")
+
+# Deployments (chatbots.deployments): where the local runtimes listen, and the image Kubernetes runs.
+DEPLOY_LOCAL_HOST = env.str("DEPLOY_LOCAL_HOST", default="127.0.0.1")
+DEPLOY_KUBERNETES_IMAGE = env.str("DEPLOY_KUBERNETES_IMAGE", default="wizchat/runtime:latest")
+DEPLOY_KUBERNETES_NAMESPACE = env.str("DEPLOY_KUBERNETES_NAMESPACE", default="wizchat")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

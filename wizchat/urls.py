@@ -12,4 +12,5 @@ urlpatterns = [
     path("dashboard/chatbots/", include("chatbots.urls")),
     path("byoi/", include("byoi.urls")),
     path("admin/", admin.site.urls),
+    path("", include("chatbots.urls_api")),
 ]

@@ -96,7 +96,9 @@ class LLM(Backend):
     def chat(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> str:
         raise NotImplementedError
 
-    def stream(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> Iterator[str]:
+    def stream(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2,
+               usage: dict | None = None) -> Iterator[str]:
+        """Yield the answer's text as it arrives; fill `usage` with the server's token counts if it reports them."""
         raise NotImplementedError
 
 

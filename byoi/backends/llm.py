@@ -140,8 +140,10 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
                                            "OpenAI-compatible answer.") from None
         return content or ""
 
-    def stream(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> Iterator[str]:
-        """Yield the answer's text as it arrives."""
+    def stream(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2,
+               usage: dict | None = None) -> Iterator[str]:
+        """Yield the answer's text as it arrives; servers that report token counts in the stream (without being
+        asked: `stream_options` is not sent, some servers refuse it) fill `usage`."""
         try:
             stream = self._create(False, **self._request(messages, max_tokens, temperature, stream=True))
         except BackendError:
@@ -160,6 +162,10 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
                 if choices is None:
                     raise BackendError("protocol", "The server's stream has no choices: it is not an "
                                                    "OpenAI-compatible answer.")
+                reported = getattr(chunk, "usage", None)
+                if usage is not None and reported is not None:
+                    usage.update({"prompt_tokens": getattr(reported, "prompt_tokens", None),
+                                  "completion_tokens": getattr(reported, "completion_tokens", None)})
                 if choices and choices[0].delta is not None and choices[0].delta.content:
                     yield choices[0].delta.content
         except BackendError:

@@ -1,0 +1,223 @@
+"""Deploying a chatbot: its BYOI settings injected as the spec's CUSTOM_* variables (and the WIZCHAT_* ones the
+runtime needs) into a standalone runtime — a supervised process on this machine, or Kubernetes.
+
+The environment is built here, from the chatbot's saved components, at deploy time only; it goes to the runtime's
+process environment (local) or to a Kubernetes Secret, never to a command line, a page or a log. A deployment
+remembers a keyed digest of it (`fingerprint`): when the chatbot's settings, secrets, keys or allowed websites
+change, the digest no longer matches and the deployment shows "out of date" until it is redeployed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import socket
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from byoi.audit import audit_record
+from byoi.errors import BackendError
+from byoi.registry import KINDS
+from byoi.services import components_to_env
+from wizchat.runtime.config import is_secret
+
+from . import apikeys, deploy_kubernetes
+from .models import Chatbot, Deployment
+
+
+class DeployRefused(Exception):
+    """The chatbot cannot be deployed as it is; the message says what to change."""
+
+
+def _derived(purpose: str, chatbot_id) -> bytes:
+    return hmac.new(settings.SECRET_KEY.encode(), f"{purpose}:{chatbot_id}".encode(), hashlib.sha256).digest()
+
+
+def platform_token(chatbot_id) -> str:
+    """What the platform presents to a runtime's /readyz to see where its components run."""
+    return _derived("runtime-platform-token", chatbot_id).hex()
+
+
+def _store_url() -> str:
+    db = settings.DEFAULT_STORE_DATABASE
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = db.get("HOST") or "127.0.0.1"
+    sslmode = (db.get("OPTIONS") or {}).get("sslmode")
+    query = f"?sslmode={sslmode}" if sslmode else ""
+    return f"postgres://{auth}{host}:{db.get('PORT') or 5432}/{quote(db.get('NAME') or '', safe='')}{query}"
+
+
+def deployment_env(chatbot: Chatbot) -> dict[str, str]:
+    """Every variable the chatbot's runtime needs, secrets included (for the runtime only).
+
+    Raises DeployRefused when the chatbot is set to use its own components but its plan no longer allows BYOI:
+    a deployment never runs silently on WizChat's defaults."""
+    try:
+        env = components_to_env(chatbot)
+    except BackendError as error:
+        raise DeployRefused(f"{error.message} {error.hint or ''}".strip()) from None
+    custom = {kind for kind in KINDS if any(f.env in env for f in KINDS[kind].fields)}
+    env.update({
+        "WIZCHAT_CHATBOT_ID": str(chatbot.id),
+        "WIZCHAT_CHATBOT_NAME": chatbot.name,
+        "WIZCHAT_CHATBOT_SLUG": chatbot.slug,
+        "WIZCHAT_API_KEY_PEPPER": apikeys.chatbot_pepper(chatbot.id),
+        "WIZCHAT_PLATFORM_TOKEN": platform_token(chatbot.id),
+        "WIZCHAT_OUTBOX_KEY": base64.urlsafe_b64encode(_derived("runtime-outbox", chatbot.id)).decode(),
+        "WIZCHAT_CONNECT_TIMEOUT": f"{settings.BYOI_CONNECT_TIMEOUT:g}",
+        "WIZCHAT_OPERATION_TIMEOUT": f"{settings.BYOI_OPERATION_TIMEOUT:g}",
+    })
+    optional = {
+        "WIZCHAT_CHATBOT_INSTRUCTIONS": chatbot.instructions.strip(),
+        "WIZCHAT_API_KEYS": apikeys.runtime_keys(chatbot),
+        "WIZCHAT_ALLOWED_ORIGINS": ",".join(chatbot.allowed_origins),
+        "WIZCHAT_EGRESS_ALLOWED_NETWORKS": ",".join(str(n) for n in settings.EGRESS_ALLOWED_NETWORKS),
+        "WIZCHAT_CA_BUNDLE": settings.BYOI_CA_BUNDLE,
+    }
+    if "llm" not in custom:
+        optional.update(WIZCHAT_DEFAULT_LLM_ENDPOINT=settings.DEFAULT_LLM_ENDPOINT,
+                        WIZCHAT_DEFAULT_LLM_MODEL=settings.DEFAULT_LLM_MODEL,
+                        WIZCHAT_DEFAULT_LLM_API_KEY=settings.DEFAULT_LLM_API_KEY)
+    if "embeddings" not in custom:
+        optional.update(WIZCHAT_DEFAULT_EMBEDDINGS_ENDPOINT=settings.DEFAULT_EMBEDDINGS_ENDPOINT,
+                        WIZCHAT_DEFAULT_EMBEDDINGS_MODEL=settings.DEFAULT_EMBEDDINGS_MODEL,
+                        WIZCHAT_DEFAULT_EMBEDDINGS_DIMENSIONS=str(settings.DEFAULT_EMBEDDINGS_DIMENSIONS),
+                        WIZCHAT_DEFAULT_EMBEDDINGS_API_KEY=settings.DEFAULT_EMBEDDINGS_API_KEY or "")
+    if {"vector_store", "conversations"} - custom:
+        optional["WIZCHAT_DEFAULT_STORE_URL"] = _store_url()
+    if "graph" not in custom:
+        optional["WIZCHAT_DEFAULT_FALKORDB_URL"] = settings.FALKORDB_URL
+    env.update({k: v for k, v in optional.items() if v})
+    return env
+
+
+def env_split(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(secret variables, plain variables): a Kubernetes Secret and ConfigMap."""
+    secret = {k: v for k, v in env.items() if is_secret(k)}
+    return secret, {k: v for k, v in env.items() if k not in secret}
+
+
+def env_masked(env: dict[str, str]) -> dict[str, str]:
+    """The variables as the spec shows them: secrets as ***."""
+    return {k: ("***" if is_secret(k) else v) for k, v in env.items()}
+
+
+def env_fingerprint(env: dict[str, str]) -> str:
+    """A keyed digest of the variables: equal environments digest equally; nothing can be learnt from it."""
+    canonical = "\n".join(f"{k}={env[k]}" for k in sorted(env))
+    return hmac.new(_derived("deployment-fingerprint", "all"), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def carries(env: dict[str, str]) -> dict[str, str]:
+    """{kind: "custom"|"default"}: what the deployment runs with, as labels."""
+    return {kind: ("custom" if any(f.env in env for f in KINDS[kind].fields) else "default") for kind in KINDS}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((settings.DEPLOY_LOCAL_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def deployment_create(chatbot: Chatbot, target: str = Deployment.Target.LOCAL, *, actor=None) -> Deployment:
+    """Deploy (or redeploy) the chatbot. Local: the supervisor of `make run` starts the runtime and switches to
+    it once it is ready. Kubernetes: the manifests are applied now (server-side apply)."""
+    if target not in Deployment.Target.values:
+        raise DeployRefused(f"Unknown target “{target[:30]}”: choose local or kubernetes.")
+    env = deployment_env(chatbot)
+    with transaction.atomic():
+        deployment, created = Deployment.objects.select_for_update().get_or_create(
+            chatbot=chatbot, defaults={"target": target})
+        if not created:
+            if deployment.target != target and deployment.status != Deployment.Status.STOPPED:
+                raise DeployRefused(f"The chatbot runs on {deployment.get_target_display()}: stop that deployment "
+                                    "before deploying it elsewhere.")
+            deployment.target = target
+            deployment.generation += 1
+        deployment.fingerprint = env_fingerprint(env)
+        deployment.carries = carries(env)
+        deployment.stale_reason = ""
+        deployment.reason = ""
+        deployment.status = Deployment.Status.STARTING
+        deployment.deployed = timezone.now()
+        if target == Deployment.Target.LOCAL:
+            deployment.port = deployment.port or _free_port()
+            deployment.url = f"http://{settings.DEPLOY_LOCAL_HOST}:{deployment.port}"
+        deployment.save()
+    audit_record("deployment.deploy", chatbot=chatbot, actor=actor, target=target,
+                 generation=deployment.generation, components=deployment.carries)
+    if target == Deployment.Target.KUBERNETES:
+        _kubernetes_apply(deployment, env)
+    return deployment
+
+
+def kubernetes_manifests(chatbot: Chatbot, env: dict[str, str]) -> list[dict]:
+    secret, plain = env_split(env)
+    return deploy_kubernetes.manifests_render(
+        chatbot_id=str(chatbot.id), slug=chatbot.slug, secret_env=secret, config_env=plain,
+        image=settings.DEPLOY_KUBERNETES_IMAGE, namespace=settings.DEPLOY_KUBERNETES_NAMESPACE)
+
+
+def _kubernetes_apply(deployment: Deployment, env: dict[str, str]) -> None:
+    chatbot = deployment.chatbot
+    try:
+        deploy_kubernetes.kubernetes_apply(kubernetes_manifests(chatbot, env))
+        state = deploy_kubernetes.kubernetes_status(str(chatbot.id), settings.DEPLOY_KUBERNETES_NAMESPACE)
+    except (deploy_kubernetes.KubernetesUnavailable, deploy_kubernetes.KubernetesFailed) as error:
+        deployment_mark(deployment, Deployment.Status.FAILED, str(error))
+        return
+    status = {"running": Deployment.Status.RUNNING, "failed": Deployment.Status.FAILED}.get(
+        state.get("state"), Deployment.Status.STARTING)
+    url = f"http://{deploy_kubernetes.manifest_name(str(chatbot.id))}.{settings.DEPLOY_KUBERNETES_NAMESPACE}.svc"
+    deployment_mark(deployment, status, state.get("reason") or "", url=url)
+
+
+def deployment_mark(deployment: Deployment, status: str, reason: str = "", **fields) -> None:
+    """Record what happened, touching only these columns (a deploy may bump the generation meanwhile)."""
+    values = {"status": status, "reason": reason[:2000], **fields}
+    Deployment.objects.filter(pk=deployment.pk).update(updated=timezone.now(), **values)
+    for name, value in values.items():
+        setattr(deployment, name, value)
+
+
+def deployment_stop(chatbot: Chatbot, *, actor=None) -> Deployment | None:
+    deployment = Deployment.objects.filter(chatbot=chatbot).first()
+    if deployment is None:
+        return None
+    if deployment.target == Deployment.Target.KUBERNETES:
+        try:
+            deploy_kubernetes.kubernetes_delete(str(chatbot.id), settings.DEPLOY_KUBERNETES_NAMESPACE)
+        except (deploy_kubernetes.KubernetesUnavailable, deploy_kubernetes.KubernetesFailed):
+            pass  # nothing was ever applied, or the cluster is gone: the record still says stopped
+    deployment_mark(deployment, Deployment.Status.STOPPED, "Stopped by its owner.")
+    audit_record("deployment.stop", chatbot=chatbot, actor=actor, target=deployment.target)
+    return deployment
+
+
+def deployments_mark_stale(reason: str, queryset=None) -> int:
+    """Out of date for a reason the fingerprint cannot see (the encryption key was rotated)."""
+    queryset = queryset if queryset is not None else Deployment.objects.all()
+    return queryset.exclude(status=Deployment.Status.STOPPED).update(stale_reason=reason[:200])
+
+
+def deployment_state(chatbot: Chatbot) -> dict | None:
+    """For the chatbot page: the deployment with `out_of_date` and why, or None when never deployed."""
+    deployment = Deployment.objects.filter(chatbot=chatbot).first()
+    if deployment is None:
+        return None
+    why = deployment.stale_reason
+    if not why and deployment.status != Deployment.Status.STOPPED:
+        try:
+            current = env_fingerprint(deployment_env(chatbot))
+        except DeployRefused as refused:
+            current, why = "", str(refused)
+        if not why and current != deployment.fingerprint:
+            why = "The chatbot's settings, secrets, API keys or allowed websites changed since it was deployed."
+    labels = {kind: KINDS[kind].label for kind in KINDS}
+    return {"deployment": deployment, "out_of_date": bool(why) and deployment.status != Deployment.Status.STOPPED,
+            "why": why, "components": [(labels[k], v) for k, v in deployment.carries.items()]}

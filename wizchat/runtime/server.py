@@ -1,0 +1,67 @@
+"""The runtime's HTTP server: gunicorn, one worker process with threads (gthread).
+
+Why gunicorn with threads: the chat pipeline and the public API are synchronous Django code that streams answers
+(StreamingHttpResponse over server-sent events); each stream holds a thread while the LLM talks, and the worker's
+main loop keeps accepting meanwhile, so streams do not block other requests. One process keeps the runtime's
+counters (rate limits) and its outbox exact without a shared store. SIGTERM stops it gracefully: requests in
+flight — streams included — finish (up to the graceful timeout) before it exits, which is what a redeploy
+relies on."""
+
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+log = logging.getLogger("wizchat.runtime")
+
+
+class _Server(BaseApplication):
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .wsgi import application
+
+        return application
+
+
+def _worker_ready(worker) -> None:
+    """In the worker (threads do not survive gunicorn's fork): build the chatbot's components, start the outbox's
+    delivery thread and warm the in-process embedder, so the first question does not pay for it."""
+    from .host import runtime_host
+
+    host = runtime_host()
+    stack = host.stack(host.chatbot)
+    if stack.sources.get("embeddings") == "default":
+        try:
+            stack.embeddings.embed(["warm up"])
+        except Exception:  # noqa: BLE001 - reported by /readyz and by the first question
+            log.warning("The embeddings component could not be warmed up")
+    log.info("Chatbot %s is served (components: %s)", host.chatbot.slug,
+             ", ".join(f"{k}={v}" for k, v in stack.sources.items()))
+
+
+def serve(config) -> int:
+    values = config.values
+    options = {
+        "bind": f"{values.get('WIZCHAT_RUNTIME_HOST', '0.0.0.0')}:{values.get('WIZCHAT_RUNTIME_PORT', 8080)}",  # noqa: S104
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": values.get("WIZCHAT_RUNTIME_THREADS", 32),
+        "timeout": 120,
+        "graceful_timeout": 60,
+        "keepalive": 5,
+        "accesslog": None,  # the request-log middleware writes one line per request, without query strings
+        "errorlog": "-",
+        "loglevel": "warning",
+        "post_worker_init": _worker_ready,
+        "proc_name": f"wizchat-runtime-{config.slug}",
+    }
+    _Server(options).run()
+    return 0
