@@ -28,7 +28,10 @@ install: $(STAMP) $(LLAMA_STAMP)
 run: install
 	$(PY) -m wizchat.run
 
-test: install
+# The Debian packages the tests need come first: installed as root, else one line says which, before anything runs.
+test:
+	.ci/debian-deps
+	@$(MAKE) --no-print-directory install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -29,12 +29,24 @@ def plans(transactional_db):
     importlib.import_module("wizchat.migrations.0002_seed_plans").seed(apps, None)
 
 
+def pytest_collection_modifyitems(config, items):
+    """WIZCHAT_SKIP_BROWSER=1 is the only way to leave the browser tests out; pytest's summary (-ra) says so."""
+    if os.environ.get("WIZCHAT_SKIP_BROWSER") != "1":
+        return
+    skip = pytest.mark.skip(reason="WIZCHAT_SKIP_BROWSER=1: browser tests not run")
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        # An error, never a skip: a browser test that did not run must not look like a pass.
+        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM}: apt-get install chromium (make test does "
+                    "it as root), or set WIZCHAT_SKIP_BROWSER=1 to skip the browser tests", pytrace=False)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
