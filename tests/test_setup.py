@@ -1,5 +1,5 @@
 """What `make` sets up: the embedded PostgreSQL from a folder others cannot enter, the Debian packages check,
-the browser tests' opt-out."""
+the browser tests' opt-out, the lock file."""
 
 import os
 import re
@@ -7,10 +7,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import psycopg
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from wizchat import embedded
 
@@ -132,3 +135,29 @@ def test_browser_tests_are_skipped_only_when_asked_and_the_summary_says_so():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert re.search(r"SKIPPED \[\d+\] .*WIZCHAT_SKIP_BROWSER=1: browser tests not run", result.stdout)
     assert " passed" not in result.stdout
+
+
+def _locked() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_the_lock_pins_every_package_make_installs_within_its_requirement():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    makefile = (ROOT / "Makefile").read_text()
+    extra = re.search(r"^LLAMA := (.+)$", makefile, re.M).group(1).split()
+    extra += re.search(r"^NO_DEPS := (.+)$", makefile, re.M).group(1).split()
+    pins = _locked()
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["dev"], *extra, "pip"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements.lock has {name}=={pins[name]}, outside {requirement}: run make lock")
+    for line in makefile.splitlines():
+        if re.match(r"\t.*\$\(PIP\) install", line):
+            assert "-c $(LOCK)" in line, f"not installed with the lock: {line.strip()}"
