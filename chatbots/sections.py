@@ -68,3 +68,23 @@ def component_label(kind: str) -> str:
     from byoi.registry import KINDS
 
     return KINDS[kind].label
+
+
+def deployment_context(request, chatbot) -> dict:
+    """The Deploy, API keys and Widget cards of the chatbot page: labels, prefixes and origins only — never a
+    component's value, a key (after the response that created it) or a hash."""
+    from . import apikeys
+    from .deployments import deployment_state
+    from .widget import snippet
+
+    base = f"{request.scheme}://{request.get_host()}"
+    keys = apikeys.apikey_list(chatbot)
+    return {
+        "deploy": deployment_state(chatbot),
+        "api_keys": keys,
+        "api_keys_active": sum(1 for k in keys if k.revoked is None),
+        "api_keys_limit": chatbot.account.plan.max_api_keys,
+        "api_base": base + "/v1",
+        "widget_snippet": snippet(base, chatbot.id),
+        "allowed_origins_text": "\n".join(chatbot.allowed_origins),
+    }

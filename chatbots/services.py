@@ -40,7 +40,12 @@ def chatbot_delete(chatbot: Chatbot) -> None:
     that retries). Data in a customer's own infrastructure is never dropped."""
     from byoi.tasks import platform_data_purge_task
 
+    from .deployments import deployment_stop
+    from .models import Deployment
+
     chatbot_id = str(chatbot.pk)
+    if Deployment.objects.filter(chatbot=chatbot, target=Deployment.Target.KUBERNETES).exists():
+        deployment_stop(chatbot)  # its objects leave the cluster; a local runtime stops when its row is gone
     with transaction.atomic():
         chatbot.delete()
         transaction.on_commit(lambda: platform_data_purge_task.delay(chatbot_id))

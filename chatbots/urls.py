@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_chat, views_knowledge
+from . import views, views_chat, views_deploy, views_knowledge
 
 app_name = "chatbots"
 urlpatterns = [
@@ -20,4 +20,11 @@ urlpatterns = [
     path("<uuid:chatbot_id>/data-locations/", views_knowledge.data_locations, name="data_locations"),
     path("<uuid:chatbot_id>/chat/", views_chat.chat_ask, name="chat"),
     path("<uuid:chatbot_id>/history/", views_chat.chat_history, name="history"),
+    # Deployment, API keys, widget (chatbots/views_deploy.py)
+    path("<uuid:chatbot_id>/deploy/", views_deploy.deploy, name="deploy"),
+    path("<uuid:chatbot_id>/deploy/stop/", views_deploy.deploy_stop, name="deploy_stop"),
+    path("<uuid:chatbot_id>/deploy/status/", views_deploy.deploy_status, name="deploy_status"),
+    path("<uuid:chatbot_id>/api-keys/", views_deploy.api_key_create, name="api_key_create"),
+    path("<uuid:chatbot_id>/api-keys/<uuid:key_id>/revoke/", views_deploy.api_key_revoke, name="api_key_revoke"),
+    path("<uuid:chatbot_id>/allowed-origins/", views_deploy.allowed_origins, name="allowed_origins"),
 ]

@@ -20,6 +20,7 @@ from .forms import ChatbotForm
 DETAIL_SECTIONS = [
     "byoi.sections.status_context",  # BYOI components: checkmarks, last check, Re-test
     "chatbots.sections.knowledge_context",  # documents, ingestion progress, chat, history, data locations
+    "chatbots.sections.deployment_context",  # deployment, API keys, widget (chatbots/views_deploy.py)
 ]
 
 

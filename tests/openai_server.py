@@ -50,6 +50,7 @@ class OpenAIServer:
     models_endpoint: bool = True  # False: /v1/models answers 404, as some proxies do
     reasoning_model: bool = False  # True: rejects `max_tokens` like OpenAI's o-series (wants max_completion_tokens)
     reply: str = REPLY
+    word_delay: float = 0.0  # seconds between streamed words (a slow LLM, for tests that act mid-answer)
     embeddings_fail_after: int | None = None  # answer 500 to every /embeddings call after this many
     redirect_to: str = "http://127.0.0.1:9/v1"  # where "redirect" mode points (tests put a second server there)
     requests: list = field(default_factory=list)
@@ -259,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
+                if self.state.word_delay:
+                    time.sleep(self.state.word_delay)
             last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
             self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
             self.wfile.flush()

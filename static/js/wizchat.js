@@ -54,3 +54,15 @@ document.addEventListener("htmx:afterSettle", (event) => {
     }
   }
 });
+
+// Copy buttons (the new API key, the widget snippet): the value stays in the page only.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  const field = document.querySelector(button.dataset.copy);
+  if (!field) return;
+  field.select();
+  const done = () => { button.textContent = "Copied"; setTimeout(() => { button.textContent = "Copy"; }, 2000); };
+  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(field.value).then(done, done);
+  else { document.execCommand("copy"); done(); }
+});

@@ -7,6 +7,7 @@ from django.db import connection, transaction
 from byoi.audit import audit_record
 from byoi.crypto import KEY_RING, encrypted_models, new_key
 from byoi.models import BYOIComponent
+from chatbots.deployments import deployments_mark_stale
 
 
 class Command(BaseCommand):
@@ -50,6 +51,10 @@ class Command(BaseCommand):
         if not dry_run:
             audit_record("byoi.key_rotated", reencrypted=counts["re-encrypted"],
                          current=counts["already current"], unreadable=counts["unreadable"])
+            stale = deployments_mark_stale("The encryption key of BYOI secrets was rotated.")
+            if stale:
+                self.stdout.write(f"{stale} deployment(s) marked out of date: redeploy them to run with "
+                                  "secrets read under the new key.")
         if counts["unreadable"]:
             raise CommandError(f"{counts['unreadable']} value(s) could not be decrypted with the current key or "
                                "any key in BYOI_ENCRYPTION_OLD_KEYS; they were left unchanged. Add the missing old "

@@ -1,0 +1,45 @@
+"""Print a chatbot's deployment environment (CUSTOM_* and WIZCHAT_*), secrets masked as the spec shows them."""
+
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+
+from byoi.audit import audit_record
+from chatbots.deployments import DeployRefused, deployment_env, env_masked
+
+from ._chatbot_arg import chatbot_from_arg
+
+
+class Command(BaseCommand):
+    help = ("Print the environment variables a chatbot's runtime is deployed with: the spec's CUSTOM_* variables for "
+            "its own components and WIZCHAT_* for the rest. Secrets are shown as ***; --reveal --output FILE writes "
+            "the real values to a new file (mode 0600) and records an audit event.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("chatbot", metavar="CHATBOT", help="The chatbot's UUID")
+        parser.add_argument("--reveal", action="store_true", help="Write real secret values (needs --output)")
+        parser.add_argument("--output", metavar="FILE", help="A new file to write to (never overwritten)")
+
+    def handle(self, *args, chatbot, reveal, output, **options):
+        bot = chatbot_from_arg(chatbot)
+        try:
+            env = deployment_env(bot)
+        except DeployRefused as refused:
+            raise CommandError(str(refused)) from None
+        if reveal and not output:
+            raise CommandError("--reveal writes secrets to a file only: add --output FILE (a new file).")
+        lines = "".join(f"{k}={v}\n" for k, v in sorted((env if reveal else env_masked(env)).items()))
+        if not output:
+            self.stdout.write(lines, ending="")
+            return
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise CommandError(f"{output} exists: choose a new file (it is never overwritten).") from None
+        except OSError as error:
+            raise CommandError(f"Cannot create {output}: {error.strerror}.") from None
+        with os.fdopen(fd, "w") as out:
+            out.write(lines)
+        if reveal:
+            audit_record("deployment.env_revealed", chatbot=bot, variables=len(env))
+        self.stdout.write(f"Wrote {len(env)} variables to {output} (mode 0600){' with secrets' if reveal else ''}.")
