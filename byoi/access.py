@@ -11,16 +11,11 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from .activity import component_failure_record
-from .errors import HINTS, BackendError
-from .netguard import classify as netguard_classify
+from .errors import BackendError, classify
 from .registry import KINDS
 from .resolver import resolve
 
 log = logging.getLogger(__name__)
-
-# Codes worth retrying automatically: the component may come back by itself.
-TRANSIENT_CODES = {"timeout", "refused", "unavailable", "dns"}
-
 
 class ComponentFailed(Exception):
     """A component of the chatbot's stack failed. `str()` is a complete customer-facing sentence."""
@@ -30,6 +25,7 @@ class ComponentFailed(Exception):
         self.label = KINDS[kind].label if kind in KINDS else "BYOI"
         self.where = where
         self.custom_host = custom_host  # where the customer's own component runs; None: a WizChat default
+        self.error = error
         self.code = error.code
         self.message = error.message
         self.hint = error.hint
@@ -38,7 +34,7 @@ class ComponentFailed(Exception):
     @property
     def transient(self) -> bool:
         # A BYOI setting or plan problem (kind "byoi") does not go away by waiting.
-        return self.kind != "byoi" and self.code in TRANSIENT_CODES
+        return self.kind != "byoi" and self.error.transient
 
     def as_dict(self) -> dict:
         return {"component": self.label, "kind": self.kind, "where": self.where, "code": self.code,
@@ -73,19 +69,6 @@ def _located(custom_host: str | None) -> str:
 def location(stack, kind: str) -> str:
     """'Your infrastructure (host)' for a custom component, 'WizChat default' otherwise."""
     return _located(_custom_host(stack, kind))
-
-
-def classify(error: Exception) -> BackendError:
-    if isinstance(error, BackendError):
-        return error
-    code, message = getattr(error, "code", None), getattr(error, "message", None)
-    if code and message:  # BackendError-like (ByoiUnavailable)
-        return BackendError(code if code in HINTS else "unavailable", str(message), getattr(error, "hint", None))
-    try:
-        return netguard_classify(error)
-    except Exception:  # noqa: BLE001 - classification must never raise itself
-        log.warning("Unclassified component error %s", type(error).__name__)
-        return BackendError("unavailable", f"Unexpected {type(error).__name__} from the component.")
 
 
 @contextmanager

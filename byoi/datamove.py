@@ -24,9 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from byoi import resolver
-from byoi.access import classify
 from byoi.audit import audit_record
-from byoi.errors import BackendError
+from byoi.errors import BackendError, classify
 from byoi.models import BYOIComponent
 from byoi.registry import KINDS, STORE_KINDS
 

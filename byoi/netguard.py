@@ -7,15 +7,14 @@
   changes between the check and the connection (DNS rebinding) cannot reach a blocked network. HTTP keeps the
   host name for the Host header and for TLS (SNI and certificate verification), follows no redirects, ignores
   proxy variables, and always has connect and read timeouts.
-- `classify()` turns low-level exceptions into the taxonomy of byoi/errors.py with plain messages that
-  never contain a secret or a URL.
+- Failures become the taxonomy of byoi/errors.py through its one classifier (byoi.errors.classify), with
+  plain messages that never contain a secret or a URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import ipaddress
 import re
 import socket
@@ -28,7 +27,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from byoi.errors import BackendError
+from byoi.errors import BackendError, classify
 
 METADATA_ADDRESSES = {
     ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack…
@@ -343,170 +342,3 @@ def tls_handshake(host: str, port: int, timeout: float) -> str:
         raise classify(error, host=host, port=port, timeout=timeout) from None
     finally:
         sock.close()
-
-
-def _where(host: str | None, port: int | None) -> str:
-    if host and port:
-        return f" to {host}:{port}"
-    return f" to {host}" if host else ""
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def classify(exc: BaseException, *, host: str | None = None, port: int | None = None,
-             timeout: float | None = None, connect_timeout: float | None = None) -> BackendError:
-    """A BackendError for `exc` (an error from socket, ssl, httpx, openai, psycopg or redis).
-
-    Messages are written here, not copied from the exception: library messages can quote a URL with its
-    credentials or a connection string."""
-    where = _where(host, port)
-    after = f" within {timeout:g} seconds" if timeout else ""
-    connect_after = f" within {connect_timeout:g} seconds" if connect_timeout else after
-    for error in _chain(exc):
-        found = _classify_one(error, where, after, connect_after)
-        if found is not None:
-            return found
-    return BackendError("unavailable", f"The connection{where} failed ({type(exc).__name__}).")
-
-
-def _classify_one(error: BaseException, where: str, after: str, connect_after: str) -> BackendError | None:
-    if isinstance(error, BackendError):
-        return error
-    name = type(error).__module__.split(".")[0]
-    if name == "openai":
-        return _classify_openai(error, where, after)
-    if name == "psycopg":
-        return _classify_psycopg(error, where, connect_after)
-    if name in ("redis", "falkordb"):
-        return _classify_redis(error, where, connect_after)
-    if isinstance(error, httpx.TimeoutException | httpcore.TimeoutException | TimeoutError | socket.timeout):
-        if isinstance(error, httpx.ConnectTimeout | httpcore.ConnectTimeout):
-            return BackendError("timeout", f"Connection{where} did not complete{connect_after}.")
-        return BackendError("timeout", f"The server{where.replace(' to ', ' at ')} did not answer{after}.")
-    if isinstance(error, ssl.SSLCertVerificationError):
-        reason = getattr(error, "verify_message", "") or "not trusted"
-        return BackendError("tls", f"The server's TLS certificate was rejected: {reason}.")
-    if isinstance(error, ssl.SSLError):
-        return BackendError("tls", f"The TLS handshake{where} failed ({error.reason or 'SSL error'}).")
-    if isinstance(error, socket.gaierror):
-        return BackendError("dns", f"The host name{where.replace(' to ', ' ')} does not resolve.")
-    if isinstance(error, ConnectionRefusedError):
-        return BackendError("refused", f"Connection{where} refused: nothing listens on this port.")
-    if isinstance(error, ConnectionResetError | BrokenPipeError):
-        return BackendError("protocol", f"The server{where.replace(' to ', ' at ')} closed the connection.")
-    if isinstance(error, OSError) and error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return BackendError("timeout", f"The host{where.replace(' to ', ' ')} is unreachable.")
-    if isinstance(error, httpx.RemoteProtocolError | httpcore.RemoteProtocolError | httpx.DecodingError):
-        return BackendError("protocol", f"The server{where.replace(' to ', ' at ')} sent an invalid HTTP answer.")
-    if isinstance(error, httpx.UnsupportedProtocol):
-        return BackendError("config", "The API endpoint must start with https:// (or http://).")
-    return None
-
-
-def _classify_openai(error, where: str, after: str) -> BackendError | None:
-    import openai
-
-    if isinstance(error, openai.APITimeoutError):
-        return None if error.__cause__ is not None else BackendError("timeout", f"The API did not answer{after}.")
-    if isinstance(error, openai.APIConnectionError):
-        return None  # the cause (socket, ssl…) says what happened
-    if isinstance(error, openai.APIResponseValidationError):
-        return BackendError("protocol", "The server's answer is not a valid OpenAI-compatible response.")
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        code = _error_code(error)
-        if status in (401, 403):
-            return BackendError("auth", f"The API refused the key (HTTP {status}).")
-        if code == "model_not_found" or (status == 404 and "model" in _error_message(error).lower()):
-            return BackendError("model_not_found", "The endpoint does not serve this model (HTTP 404).")
-        if status == 404:
-            return BackendError("protocol", "The API answered 404 Not Found: this URL is not an OpenAI-compatible "
-                                            "API base.")
-        if status == 429:
-            return BackendError("unavailable", "The API is rate limiting or out of quota (HTTP 429).",
-                                hint="Check the plan and quota of this API key, then try again.")
-        if 300 <= status < 400:
-            return BackendError("protocol", f"The endpoint answered with a redirect (HTTP {status}); WizChat does "
-                                            "not follow redirects. Enter the final URL of the API.")
-        if status >= 500:
-            return BackendError("unavailable", f"The API failed with HTTP {status}.")
-        detail = _error_message(error)
-        return BackendError("protocol", f"The API rejected the request (HTTP {status})"
-                                        + (f": {detail}" if detail else "."))
-    return None
-
-
-def _error_code(error) -> str:
-    body = getattr(error, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return str(inner.get("code") or "")
-    return str(getattr(error, "code", "") or "")
-
-
-def _error_message(error) -> str:
-    from byoi.scrub import scrub
-
-    body = getattr(error, "body", None)
-    message = ""
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            message = str(inner.get("message") or "")
-    return scrub(message)[:200]
-
-
-def _classify_psycopg(error, where: str, after: str) -> BackendError | None:
-    import psycopg
-
-    sqlstate = getattr(error, "sqlstate", None) or ""
-    text = str(error).lower()
-    if sqlstate in ("28P01", "28000") or "password authentication failed" in text or "no password" in text:
-        return BackendError("auth", f"The database refused the user name or password{where.replace(' to ', ' at ')}.")
-    if sqlstate == "42501":
-        return BackendError("permission", "The database user lacks a required permission.")
-    if sqlstate == "3D000":
-        return BackendError("config", "The database does not exist on this server.",
-                            hint="Check the Database field against the server's list of databases.")
-    if isinstance(error, psycopg.errors.ConnectionTimeout) or "timeout expired" in text or "timed out" in text:
-        return BackendError("timeout", f"Connection{where} did not complete{after}.")
-    if "ssl" in text or "certificate" in text or "tls" in text:
-        return BackendError("tls", f"The TLS negotiation{where} failed: the server's SSL setup does not match "
-                                   "the SSL mode.")
-    if "connection refused" in text:
-        return BackendError("refused", f"Connection{where} refused: nothing listens on this port.")
-    if "could not translate host name" in text or "name or service not known" in text:
-        return BackendError("dns", f"The host name{where.replace(' to ', ' ')} does not resolve.")
-    if isinstance(error, psycopg.OperationalError):
-        return BackendError("unavailable", f"The database connection{where} failed.")
-    return None
-
-
-def _classify_redis(error, where: str, after: str) -> BackendError | None:
-    import redis.exceptions as rx
-
-    text = str(error).lower()
-    if isinstance(error, rx.AuthenticationError) or "wrongpass" in text or "noauth" in text \
-            or "invalid password" in text or "authentication required" in text:
-        return BackendError("auth", f"The server refused the password{where.replace(' to ', ' at ')}.")
-    if isinstance(error, rx.TimeoutError) or "timeout" in text or "timed out" in text:
-        return BackendError("timeout", f"Connection{where} did not complete{after}.")
-    if "ssl" in text or "certificate" in text:
-        return BackendError("tls", f"The TLS handshake{where} failed.")
-    if "refused" in text:
-        return BackendError("refused", f"Connection{where} refused: nothing listens on this port.")
-    if "name or service not known" in text or "nodename nor servname" in text:
-        return BackendError("dns", f"The host name{where.replace(' to ', ' ')} does not resolve.")
-    if isinstance(error, rx.ConnectionError):
-        return None if error.__cause__ is not None or error.__context__ is not None else \
-            BackendError("unavailable", f"The connection{where} failed.")
-    if isinstance(error, rx.ResponseError) and "unknown command" in text:
-        return BackendError("version", "The server does not know the GRAPH commands: FalkorDB 4.0+ is required.")
-    return None

@@ -60,6 +60,6 @@ def platform_data_purge_task(self, chatbot_id: str) -> list[str]:
     try:
         return platform_data_purge(chatbot_id)
     except BackendError as error:
-        if error.code in ("timeout", "refused", "unavailable", "dns"):
+        if error.transient:
             raise self.retry(exc=error, countdown=min(600, 5 * 2**self.request.retries)) from None
         raise

@@ -16,6 +16,7 @@ import redis
 from byoi import netguard
 from byoi.backends.base import BackendError
 from byoi.checks import check_run
+from byoi.errors import classify
 from tests.openai_server import OpenAIServer
 from tests.peers import PEERS
 from wizchat import embedded
@@ -252,7 +253,7 @@ def test_it_classifies_a_wrong_database_password_as_auth():
     with pytest.raises(psycopg.OperationalError) as caught:
         psycopg.connect(host="127.0.0.1", port=pg.port, dbname="postgres", user="postgres", password=secret,
                         connect_timeout=5)
-    error = netguard.classify(caught.value, host="127.0.0.1", port=pg.port)
+    error = classify(caught.value, host="127.0.0.1", port=pg.port)
     assert error.code == "auth"
     assert secret not in error.message
 
@@ -260,7 +261,7 @@ def test_it_classifies_a_wrong_database_password_as_auth():
 def test_it_classifies_a_closed_database_port_as_refused():
     with pytest.raises(psycopg.OperationalError) as caught:
         psycopg.connect(host="127.0.0.1", port=closed_port(), dbname="x", user="x", password="y", connect_timeout=5)
-    assert netguard.classify(caught.value).code == "refused"
+    assert classify(caught.value).code == "refused"
 
 
 def test_it_classifies_a_wrong_falkordb_password_as_auth():
@@ -268,13 +269,13 @@ def test_it_classifies_a_wrong_falkordb_password_as_auth():
     client = redis.Redis(host="127.0.0.1", port=falkor.port, password="wrong-password-1d2e", socket_timeout=5)
     with pytest.raises(redis.RedisError) as caught:
         client.ping()
-    error = netguard.classify(caught.value)
+    error = classify(caught.value)
     assert error.code == "auth"
     assert "wrong-password-1d2e" not in error.message
 
 
 def test_it_never_copies_library_messages_that_hold_credentials():
-    error = netguard.classify(OSError("connect to https://user:sk-live-abc@example.com failed"))
+    error = classify(OSError("connect to https://user:sk-live-abc@example.com failed"))
     assert "sk-live-abc" not in error.message
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from byoi import netguard
 from byoi.backends.base import BackendError, Embeddings
-from byoi.backends.llm import OpenAIClientMixin, _json
+from byoi.backends.http import json_body
+from byoi.backends.llm import OpenAIClientMixin
 
 BATCH_SIZE = 64  # texts per request / per ONNX run
 
@@ -53,7 +54,7 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
         try:
             with netguard.deadline(self.operation_timeout):
                 response = self.client().embeddings.with_raw_response.create(**request)
-            payload = _json(response.http_response, "/embeddings")
+            payload = json_body(response.http_response, "/embeddings")
         except BackendError:
             raise
         except Exception as error:

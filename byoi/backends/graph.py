@@ -25,6 +25,7 @@ from redis.retry import Retry
 from byoi import netguard
 from byoi.backends import pg
 from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
+from byoi.errors import Where, chain, classify, generic_rules
 from byoi.registry import TRUE_WORDS
 from byoi.scrub import scrub
 
@@ -119,51 +120,53 @@ def client_kwargs(settings: dict, *, connect_timeout: float, operation_timeout: 
     return kwargs
 
 
-def classify(exc: BaseException, settings: dict, connect_timeout: float | None = None) -> BackendError:
-    """A redis/FalkorDB failure in the taxonomy; adds what netguard cannot know (the SSL setting)."""
-    if isinstance(exc, BackendError):
-        return exc
-    host, port = str(settings.get("host") or ""), int(settings.get("port") or 6379)
-    use_ssl = truthy(settings.get("ssl", True))
-    text = str(exc).lower()
-    for error in _chain(exc):
-        if isinstance(error, ssl.SSLCertVerificationError):
-            reason = getattr(error, "verify_message", "") or "not trusted"
-            if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
-                return BackendError("tls", f"The server's TLS certificate is not valid for {host!r}: {reason}.")
-            return BackendError("tls", f"The server's TLS certificate was rejected: {reason}.")
-        if isinstance(error, ssl.SSLError):
-            return BackendError("tls", f"The TLS handshake with {host}:{port} failed ({error.reason or 'SSL error'})"
-                                       + ("" if not use_ssl else ": does the server speak TLS on this port? "
-                                          "Turn SSL off for a plain server."))
-    if not settings.get("password") and (isinstance(exc, redis.AuthenticationError) or "noauth" in text):
+def redis_rules(error: BaseException, where: Where) -> BackendError | None:
+    """redis / FalkorDB failures (byoi.errors.classify calls this); with the component's settings, also what its
+    SSL and password settings explain."""
+    use_ssl = truthy(where.setting("ssl", True))
+    for link in chain(error):
+        if isinstance(link, ssl.SSLError):
+            found = generic_rules(link, where)
+            if use_ssl and not isinstance(link, ssl.SSLCertVerificationError):
+                return BackendError("tls", found.message.rstrip(".") + ": does the server speak TLS on this port? "
+                                                                       "Turn SSL off for a plain server.")
+            return found
+    text = str(error).lower()
+    if where.settings is not None and not where.setting("password") \
+            and (isinstance(error, redis.AuthenticationError) or "noauth" in text):
         return BackendError("auth", "The server requires a password. Enter it in the Password field.")
-    if isinstance(exc, redis.ResponseError) and "without any password configured" in text:
+    if isinstance(error, redis.ResponseError) and "without any password configured" in text:
         return BackendError("auth", "The server has no password set: leave the password empty.")
-    if isinstance(exc, redis.ResponseError) and "unknown command" in text:
+    if isinstance(error, redis.ResponseError) and "unknown command" in text:
         return BackendError("version", "The server does not know the GRAPH commands: FalkorDB 4.0+ is required.")
-    if isinstance(exc, redis.ResponseError) and ("timeout" in text or "timed out" in text):
+    if isinstance(error, redis.ResponseError) and ("timeout" in text or "timed out" in text):
         return BackendError("timeout", "The graph query did not finish within the operation timeout.")
-    if not use_ssl and isinstance(exc, redis.ConnectionError) and not isinstance(exc, redis.AuthenticationError) \
+    if not use_ssl and isinstance(error, redis.ConnectionError) and not isinstance(error, redis.AuthenticationError) \
             and ("closed by server" in text or "connection reset" in text or "error while reading" in text
                  or "protocol error" in text):
-        return BackendError("tls", f"{host}:{port} closed the connection without answering: it probably expects "
-                                   "TLS. Turn SSL on.")
-    if not use_ssl and isinstance(exc, redis.TimeoutError):
-        return BackendError("timeout", f"{host}:{port} accepted the connection but did not answer: check the port, "
-                                       "and turn SSL on if the server expects TLS.")
-    found = netguard.classify(exc, host=host, port=port, connect_timeout=connect_timeout)
-    if found.code == "unavailable" and isinstance(exc, redis.ResponseError):
-        return BackendError("unavailable", f"FalkorDB refused the query: {scrub(str(exc))[:200]}")
-    return found
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+        return BackendError("tls", f"{where.host}:{where.port} closed the connection without answering: it probably "
+                                   "expects TLS. Turn SSL on.")
+    if not use_ssl and isinstance(error, redis.TimeoutError):
+        return BackendError("timeout", f"{where.host}:{where.port} accepted the connection but did not answer: check "
+                                       "the port, and turn SSL on if the server expects TLS.")
+    if isinstance(error, redis.AuthenticationError) or "wrongpass" in text or "noauth" in text \
+            or "invalid password" in text or "authentication required" in text:
+        return BackendError("auth", f"The server refused the password{where.at}.")
+    if isinstance(error, redis.TimeoutError) or "timeout" in text or "timed out" in text:
+        return BackendError("timeout", f"Connection{where.to} did not complete{where.connect_within}.")
+    if "ssl" in text or "certificate" in text:
+        return BackendError("tls", f"The TLS handshake{where.to} failed.")
+    if "refused" in text:
+        return BackendError("refused", f"Connection{where.to} refused: nothing listens on this port.")
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return BackendError("dns", f"The host name{where.name} does not resolve.")
+    if isinstance(error, redis.ConnectionError):
+        if error.__cause__ is not None or error.__context__ is not None:
+            return None  # the cause (socket, ssl…) says what happened
+        return BackendError("unavailable", f"The connection{where.to} failed.")
+    if isinstance(error, redis.ResponseError):
+        return BackendError("unavailable", f"FalkorDB refused the query: {scrub(str(error))[:200]}")
+    return None
 
 
 _CLIENTS: dict[str, tuple[str, redis.Redis]] = {}  # key -> (settings fingerprint, client)
@@ -274,9 +277,9 @@ class FalkorGraph(Graph):
         except redis.ResponseError as error:
             if read_only and "empty key" in str(error).lower():
                 return None  # the graph does not exist yet: nothing stored
-            raise classify(error, self.settings, self.connect_timeout) from None
+            raise classify(error, settings=self.settings, connect_timeout=self.connect_timeout) from None
         except (redis.RedisError, OSError) as error:
-            raise classify(error, self.settings, self.connect_timeout) from None
+            raise classify(error, settings=self.settings, connect_timeout=self.connect_timeout) from None
 
     # --- contract -------------------------------------------------------------------------------------------
     def provision(self, chatbot_id: uuid.UUID) -> None:
@@ -290,9 +293,9 @@ class FalkorGraph(Graph):
                 self._graph(chatbot_id).query(query, timeout=self._timeout_ms)
             except redis.ResponseError as error:
                 if "already indexed" not in str(error).lower():
-                    raise classify(error, self.settings, self.connect_timeout) from None
+                    raise classify(error, settings=self.settings, connect_timeout=self.connect_timeout) from None
             except (redis.RedisError, OSError) as error:
-                raise classify(error, self.settings, self.connect_timeout) from None
+                raise classify(error, settings=self.settings, connect_timeout=self.connect_timeout) from None
         _PROVISIONED.add((self._fp, name))
 
     def upsert(self, chatbot_id: uuid.UUID, document_id: str, chunk_id: str, entities: list[Entity],
@@ -355,9 +358,9 @@ class FalkorGraph(Graph):
             self.client.execute_command("GRAPH.DELETE", graph_name(chatbot_id))
         except redis.ResponseError as error:
             if "empty key" not in str(error).lower() and "does not exist" not in str(error).lower():
-                raise classify(error, self.settings, self.connect_timeout) from None
+                raise classify(error, settings=self.settings, connect_timeout=self.connect_timeout) from None
         except (redis.RedisError, OSError) as error:
-            raise classify(error, self.settings, self.connect_timeout) from None
+            raise classify(error, settings=self.settings, connect_timeout=self.connect_timeout) from None
         _PROVISIONED.discard((self._fp, graph_name(chatbot_id)))
 
     drop = delete_graph

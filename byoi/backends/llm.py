@@ -15,6 +15,8 @@ import openai
 
 from byoi import netguard
 from byoi.backends.base import LLM, BackendError
+from byoi.backends.http import json_body
+from byoi.errors import classify
 
 
 def openai_client(backend, base_url: str, api_key: str) -> openai.OpenAI:
@@ -65,15 +67,15 @@ class OpenAIClientMixin:
 
     def classify(self, error: BaseException) -> BackendError:
         host, port = self._where()
-        return netguard.classify(error, host=host, port=port, timeout=self.operation_timeout,
-                                connect_timeout=self.connect_timeout)
+        return classify(error, host=host, port=port, timeout=self.operation_timeout,
+                        connect_timeout=self.connect_timeout)
 
     def models(self) -> list[str] | None:
         """The model ids the endpoint lists, or None when it offers no /models (some proxies don't)."""
         try:
             with netguard.deadline(self.operation_timeout):
                 response = self.client().models.with_raw_response.list()
-            payload = _json(response.http_response, "/models")
+            payload = json_body(response.http_response, "/models")
         except openai.NotFoundError:
             return None
         except BackendError:
@@ -89,17 +91,6 @@ class OpenAIClientMixin:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _json(http_response: httpx.Response, what: str):
-    content_type = http_response.headers.get("content-type", "")
-    if "json" not in content_type:
-        kind = "an HTML page" if "html" in content_type else f"'{content_type.split(';')[0] or 'no content type'}'"
-        raise BackendError("protocol", f"The server answered {what} with {kind} instead of JSON.")
-    try:
-        return http_response.json()
-    except ValueError:
-        raise BackendError("protocol", f"The server's answer to {what} is not valid JSON.") from None
 
 
 class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
@@ -128,7 +119,7 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
         try:
             with netguard.deadline(self.operation_timeout):
                 response = self._create(True, **self._request(messages, max_tokens, temperature))
-            payload = _json(response.http_response, "/chat/completions")
+            payload = json_body(response.http_response, "/chat/completions")
         except BackendError:
             raise
         except Exception as error:

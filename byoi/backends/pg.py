@@ -25,7 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from byoi.errors import BackendError
+from byoi.errors import BackendError, Where, classify
 from byoi.scrub import scrub
 
 log = logging.getLogger(__name__)
@@ -117,31 +117,33 @@ def _first_line(exc: BaseException) -> str:
     return scrub(text[0])[:300] if text else type(exc).__name__
 
 
-def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
-    """A psycopg / libpq failure in the taxonomy, with a message naming what to fix (never a secret)."""
-    if isinstance(exc, BackendError):
-        return exc
-    settings = settings or {}
-    host = str(settings.get("host") or "the server")
-    port = settings.get("port") or 5432
-    database = str(settings.get("database") or "")
-    user = str(settings.get("username") or "")
-    ssl_mode = str(settings.get("ssl_mode") or "require")
-    text = str(exc)
-    low = text.lower()
-    state = getattr(exc, "sqlstate", None) or ""
+def _who(user: str) -> str:
+    return f"user {user!r}" if user else "the database user"
 
-    if isinstance(exc, pg_errors.InsufficientPrivilege) or state == "42501":
-        return BackendError("permission", f"Permission denied for user {user!r}: {_first_line(exc)}.")
-    if isinstance(exc, pg_errors.QueryCanceled) or state == "57014":
+
+def psycopg_rules(error: BaseException, where: Where) -> BackendError | None:
+    """psycopg / libpq failures (byoi.errors.classify calls this), naming what to fix from the component's
+    settings when the caller gave them (never a secret)."""
+    host, port = where.host or "the server", where.port or 5432
+    database = str(where.setting("database") or "")
+    user = str(where.setting("username") or "")
+    ssl_mode = str(where.setting("ssl_mode") or "require")
+    low = str(error).lower()
+    state = getattr(error, "sqlstate", None) or ""
+
+    if isinstance(error, pg_errors.InsufficientPrivilege) or state == "42501":
+        return BackendError("permission", f"Permission denied for {_who(user)}: {_first_line(error)}.")
+    if isinstance(error, pg_errors.QueryCanceled) or state == "57014":
         return BackendError("timeout", "The database did not answer within the operation timeout.")
     if state == "3D000" or ("database" in low and "does not exist" in low):
-        return BackendError("config", f"The database {database!r} does not exist on {host}: check the Database "
-                                      "field (names are case-sensitive).")
-    if state == "28P01" or "password authentication failed" in low or "authentication failed" in low:
-        return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
-    if "role" in low and "does not exist" in low:
-        return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
+        named = f"The database {database!r} does not exist on {host}" if database else \
+            "The database does not exist on this server"
+        return BackendError("config", f"{named}: check the Database field (names are case-sensitive).",
+                            hint="Check the Database field against the server's list of databases.")
+    if state == "28P01" or "authentication failed" in low or ("role" in low and "does not exist" in low):
+        if user:
+            return BackendError("auth", f"Authentication failed for user {user!r}: the username or password is wrong.")
+        return BackendError("auth", f"The database refused the user name or password{where.at}.")
     if "no password supplied" in low or "password is required" in low:
         return BackendError("auth", "The server asks for a password. Enter the database password.")
     if "invalid response to ssl negotiation" in low or "received invalid response" in low \
@@ -165,29 +167,25 @@ def classify(exc: BaseException, settings: dict | None = None) -> BackendError:
         if "verify failed" in low or "unknown ca" in low or "self-signed" in low or "self signed" in low:
             return BackendError("tls", "The server's certificate is not signed by a trusted CA "
                                        f"(SSL Mode {ssl_mode!r}): check the server certificate or choose 'require'.")
-        return BackendError("tls", f"The SSL handshake with {host}:{port} failed: {_first_line(exc)}.")
+        return BackendError("tls", f"The SSL handshake with {host}:{port} failed: {_first_line(error)}.")
     if state == "28000" or "pg_hba.conf" in low:
-        return BackendError("auth", f"The server rejected user {user!r} from this address: {_first_line(exc)}.")
+        return BackendError("auth", f"The server rejected {_who(user)} from this address: {_first_line(error)}.")
     if "connection refused" in low:
-        return BackendError("refused", f"Connection refused by {host}:{port}.")
-    if "timeout expired" in low or "timed out" in low:
-        return BackendError("timeout", f"{host}:{port} did not answer within the connect timeout.")
+        return BackendError("refused", f"Connection{where.to} refused: nothing listens on this port.")
+    if isinstance(error, pg_errors.ConnectionTimeout) or "timeout expired" in low or "timed out" in low:
+        return BackendError("timeout", f"Connection{where.to} did not complete"
+                                       f"{where.connect_within or ' within the connect timeout'}.")
     if "could not translate host name" in low or "name or service not known" in low:
-        return BackendError("dns", f"The host name {host!r} does not resolve.")
+        return BackendError("dns", f"The host name {where.host!r} does not resolve." if where.host
+                            else "The host name does not resolve.")
     if state == "53300" or "too many" in low:
         return BackendError("unavailable", "The database has no free connection slots left.")
     if "server closed the connection" in low or "connection reset" in low or "terminating connection" in low:
         return BackendError("unavailable", f"{host}:{port} closed the connection unexpectedly (a restart or a "
                                            "network failure): try again.")
-    try:
-        from byoi import netguard
-
-        classified = netguard.classify(exc)
-        if isinstance(classified, BackendError):
-            return classified
-    except Exception:  # noqa: S110 - fall back to our own plain message
-        pass
-    return BackendError("unavailable", f"The database failed: {_first_line(exc)}.")
+    if isinstance(error, psycopg.OperationalError):
+        return BackendError("unavailable", f"The database connection{where.to} failed.")
+    return None
 
 
 # --- connections and pools --------------------------------------------------------------------------------
@@ -210,14 +208,14 @@ def connect(settings: dict, *, connect_timeout: float, operation_timeout: float,
         conn = psycopg.connect(**connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
                                autocommit=autocommit)
     except psycopg.Error as error:
-        raise classify(error, settings) from None
+        raise classify(error, settings=settings) from None
     try:
         _session_setup(conn, operation_timeout)
         if not autocommit:
             conn.commit()
     except psycopg.Error as error:
         conn.close()
-        raise classify(error, settings) from None
+        raise classify(error, settings=settings) from None
     return conn
 
 
@@ -319,7 +317,7 @@ def run(settings: dict, work: Callable[[psycopg.Connection], T], *, connect_time
             diag.close()
             raise BackendError("timeout", "No database connection became free within the timeout.") from None
         except psycopg.Error as error:
-            raise classify(error, settings) from None
+            raise classify(error, settings=settings) from None
     raise BackendError("unavailable", "The database dropped the connection twice in a row: try again.")
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.utils.module_loading import import_string
 
-from byoi.errors import BackendError
+from byoi.errors import BackendError, classify
 from byoi.registry import KINDS
 from byoi.scrub import scrub
 
@@ -69,23 +69,6 @@ def _known_secrets(kind: str, settings: dict) -> tuple[str, ...]:
     return tuple(str(settings[name]) for name in KINDS[kind].secret_fields if settings.get(name))
 
 
-def _unexpected(exc: BaseException, settings: dict) -> BackendError:
-    """A plain BackendError for an exception a step did not classify itself (no traceback, no secret)."""
-    try:
-        from byoi import netguard
-
-        error = netguard.classify(exc, host=settings.get("host"), port=settings.get("port"))
-    except Exception:  # the classifier itself must never turn a failed check into a crash
-        error = None
-    if error is None or not isinstance(error, BackendError):
-        if isinstance(exc, ValueError | KeyError | TypeError | LookupError):
-            error = BackendError("protocol", f"The server sent an answer the check could not read "
-                                             f"({type(exc).__name__}).")
-        else:
-            error = BackendError("unavailable", f"The check failed unexpectedly ({type(exc).__name__}).")
-    return error
-
-
 def _sanitized(error: BackendError, known: tuple[str, ...]) -> BackendError:
     message, hint = scrub(error.message, known), scrub(error.hint or "", known)
     if message == error.message and hint == (error.hint or ""):
@@ -128,7 +111,7 @@ def check_run(kind: str, settings: dict, on_step: Callable[[list[StepResult]], N
                 else:
                     logger.warning("Test Connection step %s of %s raised %s", step.name, kind, type(exc).__name__,
                                    exc_info=True)
-                    error = _unexpected(exc, settings)
+                    error = classify(exc, host=settings.get("host"), port=settings.get("port"))
                 error = _sanitized(error, known)
                 results[i] = StepResult(step.name, step.label, "failed", error.code, error.message, error.hint,
                                         int((time.monotonic() - started) * 1000))

@@ -14,6 +14,7 @@ from byoi.backends import graph as backend
 from byoi.backends.base import BackendError
 from byoi.checks import Context, Step
 from byoi.checks.pg import address_step, open_socket, probe_name, tcp_step, tls_handshake
+from byoi.errors import classify
 
 
 def _client(ctx: Context) -> redis.Redis:
@@ -30,7 +31,7 @@ def _client(ctx: Context) -> redis.Redis:
 
 
 def _classified(ctx: Context, error: BaseException) -> BackendError:
-    return backend.classify(error, ctx.settings, dj.BYOI_CONNECT_TIMEOUT)
+    return classify(error, settings=ctx.settings, connect_timeout=dj.BYOI_CONNECT_TIMEOUT)
 
 
 def tls(ctx: Context) -> str:

@@ -8,6 +8,7 @@ from django.conf import settings as dj
 from byoi import netguard
 from byoi.backends.base import BackendError
 from byoi.checks import Context, Step
+from byoi.errors import classify
 
 
 def endpoint_steps(settings: dict, backend_class) -> list[Step]:
@@ -34,7 +35,7 @@ def endpoint_steps(settings: dict, backend_class) -> list[Step]:
             try:
                 sock = socket.create_connection((host, port), timeout=dj.BYOI_CONNECT_TIMEOUT)
             except OSError as error:
-                raise netguard.classify(error, host=host, port=port, timeout=dj.BYOI_CONNECT_TIMEOUT) from None
+                raise classify(error, host=host, port=port, timeout=dj.BYOI_CONNECT_TIMEOUT) from None
         sock.close()
         return f"Port {port} is open."
 

@@ -18,6 +18,7 @@ from psycopg import sql
 from byoi.backends import pg
 from byoi.backends.base import BackendError
 from byoi.checks import Context, Step
+from byoi.errors import classify
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's "let's talk TLS" message
 
@@ -173,7 +174,7 @@ def pg_server_version(ctx: Context) -> str:
     try:
         num = pg.require_server_version(pg_conn(ctx))
     except psycopg.Error as error:
-        raise pg.classify(error, ctx.settings) from None
+        raise classify(error, settings=ctx.settings) from None
     return f"PostgreSQL {num // 10000}.{num % 10000}"
 
 
@@ -192,7 +193,7 @@ def pg_permissions(ctx: Context) -> str:
         raise BackendError("permission", "The user has no schema to create tables in: set its search_path or "
                                          "grant CREATE on a schema.") from None
     except psycopg.Error as error:
-        raise pg.classify(error, ctx.settings) from None
+        raise classify(error, settings=ctx.settings) from None
     return f"User {ctx.settings.get('username')} can create tables in schema {schema}."
 
 
@@ -229,6 +230,6 @@ def guarded(run):
         try:
             return run(ctx)
         except psycopg.Error as error:
-            raise pg.classify(error, ctx.settings) from None
+            raise classify(error, settings=ctx.settings) from None
 
     return step
