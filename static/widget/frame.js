@@ -12,6 +12,7 @@
   var input = form.querySelector("textarea");
   var send = form.querySelector("button");
   var turns = [];
+  var EXPIRED = "This chat session has ended. Close the chat and open it again to continue.";
   var conversation = (self.crypto && crypto.randomUUID) ? crypto.randomUUID() : null;
 
   function item(cls, text) {
@@ -25,16 +26,23 @@
 
   function sources(li, list) {
     if (!list || !list.length) return;
+    var box = document.createElement("div");
+    box.className = "wz-src";
+    var label = document.createElement("span");
+    label.className = "wz-src-label";
+    label.textContent = "Sources";
     var ol = document.createElement("ol");
     ol.className = "wz-sources";
     ol.setAttribute("aria-label", "Sources");
+    box.appendChild(label);
+    box.appendChild(ol);
     list.forEach(function (s) {
       var x = document.createElement("li");
       x.textContent = s.title;
       x.title = s.snippet || "";
       ol.appendChild(x);
     });
-    li.appendChild(ol);
+    li.appendChild(box);
   }
 
   function ask(question) {
@@ -42,6 +50,7 @@
     var li = item("assistant", "…");
     var answer = "";
     send.disabled = true;
+    log.setAttribute("aria-busy", "true");  // a screen reader reads the answer once, not token by token
     var body = {model: model, stream: true, messages: turns.concat([{role: "user", content: question}])};
     if (conversation) body.conversation_id = conversation;
     fetch("../../v1/chat/completions", {
@@ -49,7 +58,16 @@
       headers: {"Content-Type": "application/json", "Authorization": "Bearer " + token},
       body: JSON.stringify(body)
     }).then(function (r) {
-      if (!r.ok) return r.json().then(function (e) { throw new Error((e.error && e.error.message) || "Failed"); });
+      if (r.status === 401) {  // the session ran out (or the website was taken off the list)
+        parent.postMessage("wizchat:expired", "*");
+        throw new Error(EXPIRED);
+      }
+      if (!r.ok) {
+        return r.json().catch(function () { return {}; }).then(function (e) {
+          throw new Error((e.error && e.error.message) || "The chat could not answer (error " + r.status + "). " +
+                          "Try again in a moment.");
+        });
+      }
       var reader = r.body.getReader(), decoder = new TextDecoder(), buffer = "";
       function pump() {
         return reader.read().then(function (step) {
@@ -75,8 +93,11 @@
       turns.push({role: "user", content: question}, {role: "assistant", content: answer});
     }).catch(function (e) {
       li.className = "error";
-      li.textContent = e.message;
+      // fetch's own TypeError ("Failed to fetch") means no answer at all, not a message for a visitor.
+      li.textContent = e instanceof TypeError ? "The chat could not be reached. Check your connection and try " +
+        "again." : e.message;
     }).then(function () {
+      log.setAttribute("aria-busy", "false");
       send.disabled = false;
       input.focus();
     });
@@ -92,8 +113,13 @@
   input.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
   });
-  root.querySelector(".wz-close").addEventListener("click", function () {
-    parent.postMessage("wizchat:close", "*");
+  function close() { parent.postMessage("wizchat:close", "*"); }  // nothing secret: the page closes the window
+  root.querySelector(".wz-close").addEventListener("click", close);
+  // Escape pressed inside the frame never reaches the page's own listener.
+  document.addEventListener("keydown", function (e) { if (e.key === "Escape") close(); });
+  // Hidden and shown again, the frame has lost its focused field: the loader asks for it back (harmless to anyone).
+  window.addEventListener("message", function (e) {
+    if (e.source === parent && e.data === "wizchat:focus") input.focus();
   });
   input.focus();
 })();
