@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from wizchat import embedded
 
@@ -240,10 +240,13 @@ class Supervisor:
             deployment_mark(deployment, Deployment.Status.FAILED, f"It never became ready. {why}")
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            self.step()
-            self._stop.wait(self.poll)
-        self.shutdown()
+        try:
+            while not self._stop.is_set():
+                self.step()
+                self._stop.wait(self.poll)
+        finally:
+            self.shutdown()
+            connections.close_all()  # this thread's own database connection
 
     def stop(self) -> None:
         self._stop.set()

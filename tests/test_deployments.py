@@ -241,3 +241,20 @@ def test_it_marks_deployments_out_of_date_when_the_encryption_key_rotates(byoi_c
     call_command("rotate_byoi_key", stdout=io.StringIO())
     state = deployment_state(byoi_chatbot)
     assert state["out_of_date"] and "rotated" in state["why"]
+
+
+def test_it_deploys_a_chatbot_on_wizchats_defaults(chatbot, supervisor, openai_server, settings):
+    """A chatbot without BYOI: the runtime reaches WizChat's default stores through WIZCHAT_DEFAULT_* variables."""
+    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
+    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
+    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
+    document, _ = document_add(chatbot, title="Handbook", text=TEXT, queue=False)
+    document_ingest(document.id)
+    _, key = apikey_create(chatbot, "tests")
+    deployment_create(chatbot, "local")
+    deployment = wait_status(chatbot, "running")
+    assert set(deployment.carries.values()) == {"default"}
+    client = openai.OpenAI(base_url=f"{deployment.url}/v1", api_key=key, max_retries=0)
+    completion = client.chat.completions.create(model=chatbot.slug, messages=[{"role": "user", "content": QUESTION}])
+    assert completion.choices[0].message.content == openai_server.reply
+    assert [s["title"] for s in completion.model_extra["wizchat"]["sources"]][0] == "Handbook"

@@ -38,6 +38,16 @@ def _persisted(state: Path) -> dict:
     return config
 
 
+def web_server_command(host: str, port: str) -> list[str]:
+    """The dashboard, the public API and the widget behind gunicorn: worker processes with threads, so streamed
+    answers keep flowing while other requests arrive (static files through whitenoise)."""
+    return [sys.executable, "-m", "gunicorn", "wizchat.wsgi:application", "--bind", f"{host}:{port}",
+            "--worker-class", "gthread", "--workers", os.environ.get("WIZCHAT_WEB_WORKERS", "2"),
+            "--threads", os.environ.get("WIZCHAT_WEB_THREADS", "16"), "--timeout", "120",
+            "--graceful-timeout", "30", "--no-control-socket", "--access-logfile", "-", "--access-logformat",
+            '%(h)s "%(m)s %(U)s" %(s)s %(M)sms']
+
+
 def main() -> int:
     state = _state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -92,10 +102,15 @@ def main() -> int:
         manage = [sys.executable, str(BASE / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
         subprocess.run([*manage, "seed_demo"], env=env, check=True)
+        subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], env=env, check=True)
         print("Starting the Celery worker…", flush=True)
         children.append(embedded.start_celery_worker(env, state / "logs" / "celery.log"))
-        server = subprocess.Popen([*manage, "runserver", f"{host}:{port}", "--noreload", "--insecure"], env=env,
-                                  start_new_session=True)
+        # Chatbots deployed to this machine: their runtimes, each behind its own port (stopped with the rest).
+        with open(state / "logs" / "deployments.log", "ab") as log:
+            children.append(subprocess.Popen([*manage, "deployments_supervise"], env=env, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True))
+        server = subprocess.Popen(web_server_command(host, port), env=env, start_new_session=True,
+                                  cwd=str(BASE))
         children.append(server)
         embedded.wait_for_port(host, int(port), 60, server, "web server")
         print(f"\nWizChat is ready in {time.monotonic() - started:.1f}s: http://{host}:{port}/", flush=True)

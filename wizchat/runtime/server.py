@@ -62,6 +62,7 @@ def serve(config) -> int:
         "loglevel": "warning",
         "post_worker_init": _worker_ready,
         "proc_name": f"wizchat-runtime-{config.slug}",
+        "control_socket_disable": True,  # gunicorn's control socket would live in $HOME, shared by every runtime
     }
     _Server(options).run()
     return 0

@@ -68,8 +68,11 @@ WIZCHAT_RUNTIME = True
 RUNTIME_STATE_DIR = Path(_lenient(env.str, "WIZCHAT_RUNTIME_STATE_DIR", "") or tempfile.mkdtemp(prefix="wizchat-runtime-"))
 
 # WizChat's defaults, for the kinds the chatbot does not bring itself.
-DEFAULT_STORE_DATABASE = (_lenient(env.db_url, "WIZCHAT_DEFAULT_STORE_URL", {})
-                          if _lenient(env.str, "WIZCHAT_DEFAULT_STORE_URL", "") else {})
+_store_url = _lenient(env.str, "WIZCHAT_DEFAULT_STORE_URL", "")
+try:
+    DEFAULT_STORE_DATABASE = environ.Env.db_url_config(_store_url) if _store_url else {}
+except (ValueError, environ.ImproperlyConfigured):
+    DEFAULT_STORE_DATABASE = {}
 FALKORDB_URL = _lenient(env.str, "WIZCHAT_DEFAULT_FALKORDB_URL", "")
 DEFAULT_LLM_ENDPOINT = _lenient(env.str, "WIZCHAT_DEFAULT_LLM_ENDPOINT", "")
 DEFAULT_LLM_API_KEY = _lenient(env.str, "WIZCHAT_DEFAULT_LLM_API_KEY", "") or "not-needed"
