@@ -218,6 +218,6 @@ def deployment_state(chatbot: Chatbot) -> dict | None:
             current, why = "", str(refused)
         if not why and current != deployment.fingerprint:
             why = "The chatbot's settings, secrets, API keys or allowed websites changed since it was deployed."
-    labels = {kind: KINDS[kind].label for kind in KINDS}
     return {"deployment": deployment, "out_of_date": bool(why) and deployment.status != Deployment.Status.STOPPED,
-            "why": why, "components": [(labels[k], v) for k, v in deployment.carries.items()]}
+            "why": why, "components": [(KINDS[kind].label, deployment.carries[kind]) for kind in KINDS
+                                       if kind in deployment.carries]}
