@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .activity import component_failure_record
 from .errors import BackendError, classify
-from .registry import KINDS
+from .registry import label
 from .resolver import resolve
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class ComponentFailed(Exception):
 
     def __init__(self, kind: str, where: str, error: BackendError, custom_host: str | None = None):
         self.kind = kind
-        self.label = KINDS[kind].label if kind in KINDS else "BYOI"
+        self.label = label(kind)
         self.where = where
         self.custom_host = custom_host  # where the customer's own component runs; None: a WizChat default
         self.error = error

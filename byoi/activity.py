@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from byoi.audit import audit_record
 from byoi.models import AuditEvent
-from byoi.registry import KINDS
+from byoi.registry import KINDS, label
 
 FAILURE_QUIET_MINUTES = 10
 SHOWN = ("byoi.enabled", "byoi.disabled", "byoi.component_saved", "byoi.component_enabled",
@@ -30,10 +30,6 @@ class Entry:
     outcome: str  # "ok", "failed" or "info"
 
 
-def _label(kind: str) -> str:
-    return KINDS[kind].label if kind in KINDS else "BYOI"
-
-
 def _field_labels(kind: str, names: list[str]) -> list[str]:
     """The changed fields' labels, in the form's order."""
     if kind not in KINDS:
@@ -42,32 +38,32 @@ def _field_labels(kind: str, names: list[str]) -> list[str]:
 
 
 def _describe(action: str, d: dict) -> tuple[str, str]:
-    label = _label(d.get("kind", ""))
+    kind_label = label(d.get("kind", ""))
     if action == "byoi.enabled":
         return "BYOI switched on", "info"
     if action == "byoi.disabled":
         return "BYOI switched off: every component uses WizChat's defaults", "info"
     if action == "byoi.component_saved":
         changed = _field_labels(d.get("kind", ""), d.get("changed") or [])
-        return f"{label} settings saved" + (f" (changed: {', '.join(changed)})" if changed else ""), "info"
+        return f"{kind_label} settings saved" + (f" (changed: {', '.join(changed)})" if changed else ""), "info"
     if action == "byoi.component_enabled":
-        return f"{label} switched on", "info"
+        return f"{kind_label} switched on", "info"
     if action == "byoi.component_disabled":
-        return f"{label} switched off: WizChat's default is used", "info"
+        return f"{kind_label} switched off: WizChat's default is used", "info"
     if action == "byoi.component_deleted":
-        return f"{label} settings removed", "info"
+        return f"{kind_label} settings removed", "info"
     if action == "byoi.connection_test_finished":
         if d.get("state") == "ok":
-            return f"Test Connection of {label} passed", "ok"
-        return f"Test Connection of {label} failed ({d.get('error_code') or d.get('state')})", "failed"
+            return f"Test Connection of {kind_label} passed", "ok"
+        return f"Test Connection of {kind_label} failed ({d.get('error_code') or d.get('state')})", "failed"
     if action == "byoi.data_migrated":
         to = "your infrastructure" if d.get("to") == "custom" else "WizChat's defaults"
-        return f"{label} data copied to {to} ({d.get('copied', 0):,} items)", "info"
+        return f"{kind_label} data copied to {to} ({d.get('copied', 0):,} items)", "info"
     if action == "byoi.component_failed":
         where = f" ({d['host']})" if d.get("host") else ""
-        return f"{label}{where} failed while {d.get('during', 'in use')} ({d.get('code')})", "failed"
+        return f"{kind_label}{where} failed while {d.get('during', 'in use')} ({d.get('code')})", "failed"
     if action == "byoi.outbox_drained":
-        return f"{label} reachable again: the messages queued meanwhile are delivered", "ok"
+        return f"{kind_label} reachable again: the messages queued meanwhile are delivered", "ok"
     return action, "info"
 
 

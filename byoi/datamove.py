@@ -23,11 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.utils.module_loading import import_string
+
 from byoi import resolver
 from byoi.audit import audit_record
 from byoi.errors import BackendError, classify
 from byoi.models import BYOIComponent
-from byoi.registry import KINDS, STORE_KINDS
+from byoi.registry import KINDS, STORE_KINDS, label
 
 MIGRATABLE = STORE_KINDS
 DIRECTIONS = ("custom", "default")
@@ -44,8 +46,7 @@ class MigrationFailed(Exception):
     def __init__(self, kind: str, role: str, where: str, error: BackendError):
         self.kind, self.role, self.where = kind, role, where
         self.code, self.hint = error.code, error.hint
-        label = KINDS[kind].label if kind in KINDS else kind
-        super().__init__(f"{label}: the {role} ({where}) failed: {error.message}")
+        super().__init__(f"{label(kind)}: the {role} ({where}) failed: {error.message}")
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Side:
         return "WizChat default"
 
     def backend(self):
-        return resolver.Stack({self.kind: self.slot}).backend(self.kind)
+        return self.slot.instance()
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Step:
     source: Side
     target: Side
     component: BYOIComponent = field(repr=False)
-    embeddings: Side | None = None  # vector_store: the embeddings the chatbot will query the target with
+    embeddings: Side | None = None  # embedded kinds: the embeddings the chatbot will query the target with
 
 
 @dataclass
@@ -99,14 +100,15 @@ class Result:
     reembedded: int = 0
     complete: bool = True
     dimensions: tuple[int, int] | None = None  # (stored, target) when re-embedding
+    counted_first: bool = True  # False: `total` counts what was read so far (the source was not counted first)
 
     def summary(self, dry_run: bool = False) -> str:
-        unit = {"vector_store": "chunks", "graph": "chunk nodes", "conversations": "messages"}[self.kind]
+        spec = KINDS[self.kind]
         text = f"{self.kind}: {'would copy' if dry_run else 'copied'} {self.copied}, skipped {self.skipped} already present"
-        if self.kind == "vector_store":
+        if spec.embedded:
             text += f", {'would re-embed' if dry_run else 're-embedded'} {self.reembedded}"
-        held = f"{self.total}" if self.complete or self.kind != "graph" else f"at least {self.total}"
-        text += f" (source holds {held} {unit}; {self.source} → {self.target})"
+        held = f"{self.total}" if self.complete or self.counted_first else f"at least {self.total}"
+        text += f" (source holds {held} {spec.move_unit}; {self.source} → {self.target})"
         if self.dimensions:
             text += f"; vectors {self.dimensions[0]} → {self.dimensions[1]} dimensions"
         if not self.complete:
@@ -117,14 +119,8 @@ class Result:
 # --- slots ------------------------------------------------------------------------------------------------
 
 
-def _custom_slot(component: BYOIComponent):
-    fingerprint = component.fingerprint or component.compute_fingerprint()
-    return resolver._Slot(component.kind, "custom", KINDS[component.kind].backend, component.settings_dict(),
-                          owner=component.pk, fingerprint=fingerprint)
-
-
 def _side(kind: str, source: str, component: BYOIComponent | None) -> Side:
-    slot = _custom_slot(component) if source == "custom" else resolver._default_slot(kind)
+    slot = resolver.component_slot(component) if source == "custom" else resolver.default_slot(kind)
     return Side(kind, source, slot)
 
 
@@ -173,20 +169,20 @@ def migration_plan(chatbot, to: str, kinds: list[str] | None = None, *, switch: 
                                    "component: there is nothing to migrate to or from.")
     steps = []
     for kind in kinds:
-        label = KINDS[kind].label
+        kind_label = label(kind)
         component = components.get(kind)
         if component is None:
             if to == "custom":
-                raise MigrationInvalid(f"Chatbot {chatbot.id} has no custom {label} component: save one in its "
+                raise MigrationInvalid(f"Chatbot {chatbot.id} has no custom {kind_label} component: save one in its "
                                        "BYOI settings (and test it) first.")
-            raise MigrationInvalid(f"Chatbot {chatbot.id} has no custom {label} component: its data is already "
+            raise MigrationInvalid(f"Chatbot {chatbot.id} has no custom {kind_label} component: its data is already "
                                    "in WizChat's default store, there is nothing to migrate from.")
         if to == "custom" and not component.enabled and not switch:
-            raise MigrationInvalid(f"The chatbot's custom {label} is saved but disabled: enable it, or pass "
+            raise MigrationInvalid(f"The chatbot's custom {kind_label} is saved but disabled: enable it, or pass "
                                    "--switch to enable it after the copy.")
         source, target = ("default", "custom") if to == "custom" else ("custom", "default")
         step = Step(kind, _side(kind, source, component), _side(kind, target, component), component)
-        if kind == "vector_store":
+        if KINDS[kind].embedded:
             step.embeddings = _embeddings_after(chatbot, to)
         steps.append(step)
     return MovePlan(chatbot, to, steps, switch=switch)
@@ -219,11 +215,10 @@ def migration_run(plan: MovePlan, *, batch_size: int = 500, dry_run: bool = Fals
     say = progress or (lambda line: None)
     results = []
     for step in plan.steps:
-        copy = {"vector_store": _copy_vectors, "graph": _copy_graph, "conversations": _copy_messages}[step.kind]
+        copy = import_string(KINDS[step.kind].move)
         result = Result(step.kind, step.source.where, step.target.where)
-        extra = {"queued": queued_messages} if step.kind == "conversations" else {}
         copy(plan.chatbot.id, step, result, batch_size=batch_size, dry_run=dry_run, limit=limit,
-             re_embed=re_embed, say=say, **extra)
+             re_embed=re_embed, say=say, queued=queued_messages)
         results.append(result)
         if not dry_run:
             audit_record("byoi.data_migrated", chatbot=plan.chatbot, kind=step.kind, to=plan.to,
@@ -233,7 +228,7 @@ def migration_run(plan: MovePlan, *, batch_size: int = 500, dry_run: bool = Fals
         if all(r.complete for r in results):
             _switch(plan)
             say(f"switched: the chatbot now uses {'its own' if plan.to == 'custom' else 'WizChat default'} "
-                f"{', '.join(KINDS[s.kind].label for s in plan.steps)}")
+                f"{', '.join(label(s.kind) for s in plan.steps)}")
         else:
             say("not switched: the copy is incomplete")
     return results
@@ -263,12 +258,16 @@ def _take(todo: list, result: Result, limit: int | None) -> list:
     return todo
 
 
-def _copy_vectors(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say) -> None:
+# The copy functions (the registry's Kind.move) share one signature; each uses what concerns its kind.
+
+
+def copy_vectors(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say,
+                 queued) -> None:
     source = _guarded(step, step.source, "source", step.source.backend)
     target = _guarded(step, step.target, "target", step.target.backend)
     stored = _guarded(step, step.source, "source", lambda: source.dimensions(chatbot_id))
     if stored is None:
-        say("vector_store: the source holds no chunks")
+        say(f"{step.kind}: the source holds no chunks")
         return
     result.total = _guarded(step, step.source, "source", lambda: source.count(chatbot_id))
     embedder = _guarded(step, step.embeddings, "embeddings", step.embeddings.backend)
@@ -278,7 +277,7 @@ def _copy_vectors(chatbot_id, step: Step, result: Result, *, batch_size, dry_run
         result.dimensions = (stored, wanted)
     existing = _guarded(step, step.target, "target", lambda: target.dimensions(chatbot_id))
     if existing is not None and existing != wanted:
-        raise MigrationFailed("vector_store", "target", step.target.where, BackendError(
+        raise MigrationFailed(step.kind, "target", step.target.where, BackendError(
             "dimension_mismatch", f"The target already holds {existing}-dimension vectors for this chatbot, but "
                                   f"its embeddings produce {wanted}."))
     if not dry_run:
@@ -292,7 +291,7 @@ def _copy_vectors(chatbot_id, step: Step, result: Result, *, batch_size, dry_run
                 vectors = _guarded(step, step.embeddings, "embeddings",
                                    lambda t=todo: embedder.embed([c.text for c in t]))
                 if len(vectors) != len(todo) or any(len(v) != wanted for v in vectors):
-                    raise MigrationFailed("vector_store", "embeddings", step.embeddings.where, BackendError(
+                    raise MigrationFailed(step.kind, "embeddings", step.embeddings.where, BackendError(
                         "dimension_mismatch", f"The embeddings did not return one {wanted}-number vector per text."))
                 for chunk, vector in zip(todo, vectors, strict=True):
                     chunk.embedding = vector
@@ -306,13 +305,15 @@ def _copy_vectors(chatbot_id, step: Step, result: Result, *, batch_size, dry_run
             return
 
 
-def _copy_graph(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say) -> None:
+def copy_graph(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say,
+               queued) -> None:
     source = _guarded(step, step.source, "source", step.source.backend)
     target = _guarded(step, step.target, "target", step.target.backend)
     counts = _guarded(step, step.source, "source", lambda: source.count(chatbot_id))
     if not counts.get("nodes"):
         say("graph: the source holds no graph for this chatbot")
         return
+    result.counted_first = False
     if not dry_run:
         _guarded(step, step.target, "target", lambda: target.provision(chatbot_id))
     for number, batch in enumerate(_batches(step, step.source, source.iter_chunks(chatbot_id, batch_size)), 1):
@@ -332,8 +333,8 @@ def _copy_graph(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, 
             return
 
 
-def _copy_messages(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say,
-                   queued: int = 0) -> None:
+def copy_messages(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, limit, re_embed, say,
+                  queued) -> None:
     source = _guarded(step, step.source, "source", step.source.backend)
     target = _guarded(step, step.target, "target", step.target.backend)
     if queued:

@@ -1,5 +1,7 @@
-"""The one registry of component kinds. Model choices, forms, masking, CUSTOM_* variables and the
-resolver all derive from it; nothing else branches on a kind."""
+"""The one registry of component kinds. Model choices, forms, masking (the only list of secret fields),
+CUSTOM_* variables, the platform defaults, the resolver, the data-locations panel and byoi_migrate all
+derive from it; nothing else branches on a kind. Code is named by dotted path, so this module imports
+nothing of WizChat's and a standalone runtime can read it alone."""
 
 import ipaddress
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ class Field:
     rebinds_secret: bool = False
     range: tuple[int, int] = (1, 2**31 - 1)  # int fields: the accepted values, both ends included
     spaces: bool = True  # False for names (host, user, database, model) that never hold a space
+    locates: bool = False  # says where the component lives: shown on the chatbot page (never a secret or a user)
 
     def coerce(self, raw):
         """The typed value of this non-secret field, or ValueError with a message naming the field.
@@ -106,10 +109,17 @@ class Kind:
     description: str
     backend: str  # dotted path of the backend class used for the custom component
     check: str  # dotted path of the Test Connection steps function
+    defaults: str  # dotted path of the function returning the platform's default settings (no egress guard)
+    holds: str  # data locations panel: what it does for a chatbot, or (stores) the unit it counts
     fields: tuple = field(default_factory=tuple)
-    # Holds the chatbot's data (vectors, graph, messages): migrated by byoi_migrate, purged from the
-    # defaults when a chatbot is deleted. LLM and embeddings only compute.
+    # The default's backend when the platform names no endpoint for it (in-process).
+    local_backend: str = ""
+    # Holds the chatbot's data (vectors, graph, messages): counted on the chatbot page, migrated by
+    # byoi_migrate, purged from the defaults when a chatbot is deleted. LLM and embeddings only compute.
     stores_data: bool = False
+    move: str = ""  # byoi_migrate: dotted path of the function that copies this kind's data
+    move_unit: str = ""  # byoi_migrate: what one copied item is ("chunks"…)
+    embedded: bool = False  # holds vectors of the chatbot's embeddings: a move may have to embed them again
 
     @property
     def secret_fields(self) -> list[str]:
@@ -118,6 +128,10 @@ class Kind:
     @property
     def plain_fields(self) -> list[str]:
         return [f.name for f in self.fields if not f.secret]
+
+    @property
+    def location_fields(self) -> list[Field]:
+        return [f for f in self.fields if f.locates]
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
@@ -128,10 +142,12 @@ PORTS = (1, 65535)
 
 def _pg_fields(prefix: str) -> tuple:
     return (
-        Field("host", "Host", f"{prefix}_HOST", kind="host", spaces=False, help="Database host", rebinds_secret=True),
+        Field("host", "Host", f"{prefix}_HOST", kind="host", spaces=False, help="Database host", rebinds_secret=True,
+              locates=True),
         Field("port", "Port", f"{prefix}_PORT", kind="int", default=5432, help="Database port (default: 5432)",
-              rebinds_secret=True, range=PORTS),
-        Field("database", "Database", f"{prefix}_DATABASE", spaces=False, help="Database name", rebinds_secret=True),
+              rebinds_secret=True, range=PORTS, locates=True),
+        Field("database", "Database", f"{prefix}_DATABASE", spaces=False, help="Database name", rebinds_secret=True,
+              locates=True),
         Field("username", "Username", f"{prefix}_USER", spaces=False, help="Database user", rebinds_secret=True),
         Field("password", "Password", f"{prefix}_PASSWORD", secret=True, help="Database password"),
         Field("ssl_mode", "SSL Mode", f"{prefix}_SSL_MODE", kind="choice", default="require",
@@ -146,11 +162,13 @@ KINDS: dict[str, Kind] = {
             "llm", "LLM", "Use your own OpenAI-compatible endpoint",
             backend="byoi.backends.llm.OpenAICompatibleLLM",
             check="byoi.checks.llm.steps",
+            defaults="byoi.defaults.llm",
+            holds="Answers",
             fields=(
                 Field("endpoint", "API Endpoint", "CUSTOM_LLM_ENDPOINT", kind="url",
-                      help="Base URL (e.g., https://your-api.com/v1)", rebinds_secret=True),
+                      help="Base URL (e.g., https://your-api.com/v1)", rebinds_secret=True, locates=True),
                 Field("api_key", "API Key", "CUSTOM_LLM_API_KEY", secret=True, help="Authentication key"),
-                Field("model", "Model Name", "CUSTOM_LLM_MODEL", spaces=False,
+                Field("model", "Model Name", "CUSTOM_LLM_MODEL", spaces=False, locates=True,
                       help="Model identifier (e.g., gpt-4o, llama-3.1-70b)"),
             ),
         ),
@@ -158,33 +176,45 @@ KINDS: dict[str, Kind] = {
             "embeddings", "Embeddings", "Use your own embedding service",
             backend="byoi.backends.embeddings.OpenAICompatibleEmbeddings",
             check="byoi.checks.embeddings.steps",
+            defaults="byoi.defaults.embeddings",
+            local_backend="byoi.backends.embeddings.LocalEmbeddings",
+            holds="Document and question vectors",
             fields=(
                 Field("endpoint", "API Endpoint", "CUSTOM_EMBEDDINGS_ENDPOINT", kind="url",
-                      help="Base URL for embeddings", rebinds_secret=True),
+                      help="Base URL for embeddings", rebinds_secret=True, locates=True),
                 Field("api_key", "API Key", "CUSTOM_EMBEDDINGS_API_KEY", secret=True, help="Authentication key"),
-                Field("model", "Model Name", "CUSTOM_EMBEDDINGS_MODEL", spaces=False,
+                Field("model", "Model Name", "CUSTOM_EMBEDDINGS_MODEL", spaces=False, locates=True,
                       help="Embedding model (e.g., text-embedding-3-large)"),
                 Field("dimensions", "Dimensions", "CUSTOM_EMBEDDINGS_DIMENSIONS", kind="int", default=3072,
-                      help="Vector dimensions (default: 3072)", range=(1, 16000)),
+                      help="Vector dimensions (default: 3072)", range=(1, 16000), locates=True),
             ),
         ),
         Kind(
             "vector_store", "Vector Store", "Use your own PostgreSQL with pgvector",
             backend="byoi.backends.vector_store.PgVectorStore",
             check="byoi.checks.vector_store.steps",
+            defaults="byoi.defaults.postgres",
+            holds="chunk",
             stores_data=True,
+            move="byoi.datamove.copy_vectors",
+            move_unit="chunks",
+            embedded=True,
             fields=_pg_fields("CUSTOM_PGVECTOR"),
         ),
         Kind(
             "graph", "FalkorDB", "Use your own graph database for GraphRAG",
             backend="byoi.backends.graph.FalkorGraph",
             check="byoi.checks.graph.steps",
+            defaults="byoi.defaults.falkordb",
+            holds="graph node",
             stores_data=True,
+            move="byoi.datamove.copy_graph",
+            move_unit="chunk nodes",
             fields=(
                 Field("host", "Host", "CUSTOM_FALKORDB_HOST", kind="host", spaces=False, help="FalkorDB host",
-                      rebinds_secret=True),
+                      rebinds_secret=True, locates=True),
                 Field("port", "Port", "CUSTOM_FALKORDB_PORT", kind="int", default=6379,
-                      help="FalkorDB port (default: 6379)", rebinds_secret=True, range=PORTS),
+                      help="FalkorDB port (default: 6379)", rebinds_secret=True, range=PORTS, locates=True),
                 Field("password", "Password", "CUSTOM_FALKORDB_PASSWORD", secret=True, required=False,
                       help="Connection password (optional)"),
                 Field("ssl", "SSL", "CUSTOM_FALKORDB_SSL", kind="bool", default=True, required=False,
@@ -195,7 +225,11 @@ KINDS: dict[str, Kind] = {
             "conversations", "Conversations", "Use your own PostgreSQL for chat history",
             backend="byoi.backends.conversation_store.PgConversationStore",
             check="byoi.checks.conversations.steps",
+            defaults="byoi.defaults.postgres",
+            holds="message",
             stores_data=True,
+            move="byoi.datamove.copy_messages",
+            move_unit="messages",
             fields=_pg_fields("CUSTOM_CONVERSATIONS"),
         ),
     ]
@@ -204,3 +238,8 @@ KINDS: dict[str, Kind] = {
 STORE_KINDS = tuple(slug for slug, kind in KINDS.items() if kind.stores_data)
 KIND_CHOICES = [(k.slug, k.label) for k in KINDS.values()]
 SECRET_FIELD_NAMES = sorted({f.name for k in KINDS.values() for f in k.fields if f.secret})
+
+
+def label(kind: str) -> str:
+    """The kind's label ("Vector Store"); "BYOI" for the chatbot's BYOI settings as a whole (kind "byoi")."""
+    return KINDS[kind].label if kind in KINDS else "BYOI"

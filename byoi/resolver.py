@@ -11,18 +11,15 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from django.conf import settings as dj
 from django.utils.module_loading import import_string
 
 from .envvars import env_to_settings
 from .errors import BackendError
-from .registry import KINDS
+from .registry import KINDS, label
 
 KIND_ORDER = list(KINDS)  # the registry's order: llm, embeddings, vector_store, graph, conversations
-LOCAL_EMBEDDINGS = "byoi.backends.embeddings.LocalEmbeddings"
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", ""}
 
 
 class ByoiUnavailable(BackendError):
@@ -106,7 +103,10 @@ def cached_count() -> int:
 
 
 @dataclass
-class _Slot:
+class Slot:
+    """One component of a stack: which backend class, with which settings (secrets included), cached under
+    which fingerprint. Built by default_slot, component_slot or resolve_from_env."""
+
     kind: str
     source: str  # custom | default
     backend: str  # dotted path
@@ -117,17 +117,20 @@ class _Slot:
     def location(self) -> str:
         return location_summary(self.kind, self.settings, self.backend)
 
+    def instance(self):
+        """The backend, from the instance cache (built on first use)."""
+        return _instance(self.owner, self.fingerprint, self.backend, self.settings)
+
 
 class Stack:
     """The five backends of one chatbot, built on first use. `sources` says which are custom."""
 
-    def __init__(self, slots: dict[str, _Slot]):
+    def __init__(self, slots: dict[str, Slot]):
         self._slots = slots
         self.sources = {kind: slot.source for kind, slot in slots.items()}
 
     def _get(self, kind: str):
-        slot = self._slots[kind]
-        return _instance(slot.owner, slot.fingerprint, slot.backend, slot.settings)
+        return self._slots[kind].instance()
 
     @property
     def llm(self):
@@ -154,7 +157,7 @@ class Stack:
 
     def describe(self) -> dict[str, dict]:
         """For the UI: {kind: {"label", "source": "custom"|"default", "location": non-secret summary}}."""
-        return {kind: {"label": KINDS[kind].label, "source": slot.source, "location": slot.location()}
+        return {kind: {"label": label(kind), "source": slot.source, "location": slot.location()}
                 for kind, slot in self._slots.items()}
 
     def __repr__(self) -> str:
@@ -163,7 +166,7 @@ class Stack:
 
 def location_summary(kind: str, settings: dict, backend: str = "") -> str:
     """Where a component lives, without anything secret: an endpoint's host and path, or host:port/db."""
-    if backend == LOCAL_EMBEDDINGS:
+    if backend and kind in KINDS and backend == KINDS[kind].local_backend:
         return f"in-process {settings.get('model') or 'MiniLM'} ({settings.get('dimensions', 384)} dims)"
     endpoint = settings.get("endpoint")
     if endpoint:
@@ -183,36 +186,24 @@ def location_summary(kind: str, settings: dict, backend: str = "") -> str:
 
 
 def default_settings(kind: str) -> dict:
-    """The platform's default component settings for `kind` (trusted: no egress guard)."""
-    if kind in ("vector_store", "conversations"):
-        db = dj.DEFAULT_STORE_DATABASE
-        host = db.get("HOST") or "127.0.0.1"
-        ssl_mode = (db.get("OPTIONS") or {}).get("sslmode") or ("disable" if host in _LOOPBACK else "prefer")
-        return {"host": host, "port": int(db.get("PORT") or 5432), "database": db.get("NAME") or "",
-                "username": db.get("USER") or "", "password": db.get("PASSWORD") or "", "ssl_mode": ssl_mode,
-                "egress_guard": False}
-    if kind == "graph":
-        url = urlsplit(dj.FALKORDB_URL)
-        return {"host": url.hostname or "127.0.0.1", "port": url.port or 6379,
-                "password": unquote(url.password) if url.password else "", "ssl": url.scheme == "rediss",
-                "egress_guard": False}
-    if kind == "llm":
-        return {"endpoint": dj.DEFAULT_LLM_ENDPOINT, "api_key": dj.DEFAULT_LLM_API_KEY,
-                "model": dj.DEFAULT_LLM_MODEL, "egress_guard": False}
-    if kind == "embeddings":
-        return {"endpoint": dj.DEFAULT_EMBEDDINGS_ENDPOINT, "api_key": dj.DEFAULT_EMBEDDINGS_API_KEY or "",
-                "model": dj.DEFAULT_EMBEDDINGS_MODEL, "dimensions": dj.DEFAULT_EMBEDDINGS_DIMENSIONS,
-                "egress_guard": False}
-    raise KeyError(kind)
+    """The platform's default component settings for `kind` (trusted: no egress guard), as the registry's
+    Kind.defaults function gives them."""
+    return import_string(KINDS[kind].defaults)()
 
 
-def _default_slot(kind: str) -> _Slot:
-    settings = default_settings(kind)
-    backend = KINDS[kind].backend
-    if kind == "embeddings" and not settings["endpoint"]:
-        backend = LOCAL_EMBEDDINGS
-    return _Slot(kind, "default", backend, settings, owner=f"default:{kind}",
-                 fingerprint=_digest("default", kind, backend, settings))
+def default_slot(kind: str) -> Slot:
+    """WizChat's default component of `kind`."""
+    spec, settings = KINDS[kind], default_settings(kind)
+    backend = spec.local_backend if spec.local_backend and not settings.get("endpoint") else spec.backend
+    return Slot(kind, "default", backend, settings, owner=f"default:{kind}",
+                fingerprint=_digest("default", kind, backend, settings))
+
+
+def component_slot(component) -> Slot:
+    """A saved custom component (enabled or not)."""
+    fingerprint = component.fingerprint or component.compute_fingerprint()
+    return Slot(component.kind, "custom", KINDS[component.kind].backend, component.settings_dict(),
+                owner=component.pk, fingerprint=fingerprint)
 
 
 def custom_components(chatbot) -> dict:
@@ -229,7 +220,7 @@ def custom_components(chatbot) -> dict:
 
 def resolve_defaults() -> Stack:
     """WizChat's own default components, whatever a chatbot is set to use."""
-    return Stack({kind: _default_slot(kind) for kind in KIND_ORDER})
+    return Stack({kind: default_slot(kind) for kind in KIND_ORDER})
 
 
 def resolve(chatbot) -> Stack:
@@ -239,11 +230,9 @@ def resolve(chatbot) -> Stack:
     for kind in KIND_ORDER:
         component = components.get(kind)
         if component is None:
-            slots[kind] = _default_slot(kind)
+            slots[kind] = default_slot(kind)
             continue
-        fingerprint = component.fingerprint or component.compute_fingerprint()
-        slots[kind] = _Slot(kind, "custom", KINDS[kind].backend, component.settings_dict(), owner=component.pk,
-                            fingerprint=fingerprint)
+        slots[kind] = component_slot(component)
     return Stack(slots)
 
 
@@ -255,9 +244,9 @@ def resolve_from_env(environ) -> Stack:
     slots = {}
     for kind in KIND_ORDER:
         if kind not in custom:
-            slots[kind] = _default_slot(kind)
+            slots[kind] = default_slot(kind)
             continue
         backend = KINDS[kind].backend
-        slots[kind] = _Slot(kind, "custom", backend, custom[kind], owner=f"env:{kind}",
-                            fingerprint=_digest("env", kind, backend, custom[kind]))
+        slots[kind] = Slot(kind, "custom", backend, custom[kind], owner=f"env:{kind}",
+                           fingerprint=_digest("env", kind, backend, custom[kind]))
     return Stack(slots)

@@ -10,9 +10,6 @@ from .errors import HINTS
 from .models import BYOIComponent, ConnectionTest
 from .registry import KINDS, Kind
 
-# Fields that say where a component lives (never a secret, never a username).
-LOCATION_FIELDS = ("endpoint", "host", "port", "database", "model", "dimensions")
-
 
 def byoi_plans_text() -> str:
     """"Pro, Pro+, Business, and Enterprise", as the spec words it."""
@@ -42,8 +39,8 @@ def component_status(chatbot, kind: str, component: BYOIComponent | None,
     custom = bool(chatbot.byoi_enabled and component is not None and component.enabled)
     row = ComponentStatus(kind=kind, spec=spec, custom=custom, component=component if custom else None)
     if custom:
-        row.location = [(spec.field(n).label, component.values[n]) for n in LOCATION_FIELDS
-                        if n in component.values and n in {f.name for f in spec.fields}]
+        row.location = [(f.label, component.values[f.name]) for f in spec.location_fields
+                        if f.name in component.values]
         row.hint = HINTS.get(component.error_code, "") if component.status == "failed" else ""
         row.test = test
         row.retest_url = reverse("byoi:retest", args=[chatbot.id, kind])

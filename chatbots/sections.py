@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from byoi.access import ComponentFailed, component, location, resolve_stack
+from byoi.registry import KINDS
 from conversations.services import messages_this_month
 
 from .ingestion import MAX_UPLOAD_BYTES
@@ -35,20 +36,13 @@ def data_locations(chatbot) -> list[dict]:
         return [{"kind": "byoi", "label": "BYOI", "where": failure.where, "what": "", "count": None,
                  "error": str(failure), "hint": failure.hint}]
     rows = []
-    counters = [
-        ("llm", "Answers", None),
-        ("embeddings", "Document and question vectors", None),
-        ("vector_store", "chunk", lambda b: b.count(chatbot.id)),
-        ("graph", "graph node", lambda b: b.count(chatbot.id)),
-        ("conversations", "message", lambda b: b.count(chatbot.id)),
-    ]
-    for kind, what, count in counters:
-        row = {"kind": kind, "label": component_label(kind), "where": location(stack, kind), "what": what,
+    for kind, spec in KINDS.items():
+        row = {"kind": kind, "label": spec.label, "where": location(stack, kind), "what": spec.holds,
                "custom": stack.sources.get(kind) == "custom", "count": None, "error": None, "hint": ""}
-        if count is not None:
+        if spec.stores_data:
             try:
                 with component(stack, kind) as backend:
-                    value = count(backend)
+                    value = backend.count(chatbot.id)
                 if isinstance(value, dict):
                     row["count"] = value.get("nodes", 0)
                     row["relationships"] = value.get("relationships", 0)
@@ -62,12 +56,6 @@ def data_locations(chatbot) -> list[dict]:
             row["waiting"] = Outbox.objects.filter(chatbot=chatbot).count()
         rows.append(row)
     return rows
-
-
-def component_label(kind: str) -> str:
-    from byoi.registry import KINDS
-
-    return KINDS[kind].label
 
 
 def deployment_context(request, chatbot) -> dict:

@@ -94,7 +94,7 @@ def customer_dimensions(db: dict, table: str) -> int:
 
 
 def default_count(kind: str, chatbot) -> int:
-    backend = byoi.resolver.Stack({kind: byoi.resolver._default_slot(kind)}).backend(kind)
+    backend = byoi.resolver.Stack({kind: byoi.resolver.default_slot(kind)}).backend(kind)
     return backend.count(chatbot.id)
 
 

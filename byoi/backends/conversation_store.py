@@ -44,8 +44,6 @@ def _message(row) -> Message:
 
 
 class PgConversationStore(ConversationStore):
-    secret_fields = ("password",)
-
     def __init__(self, settings: dict, **kw):
         super().__init__(settings, **kw)
         self._fp = pg.fingerprint(settings)

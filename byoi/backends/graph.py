@@ -248,8 +248,6 @@ RETURN source, kind, target, chunk_ids ORDER BY size(chunk_ids) DESC, source, ki
 
 
 class FalkorGraph(Graph):
-    secret_fields = ("password",)
-
     def __init__(self, settings: dict, **kw):
         super().__init__(settings, **kw)
         self._fp = pg.fingerprint(settings)

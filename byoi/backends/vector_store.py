@@ -62,8 +62,6 @@ _LAYOUTS: dict[tuple[str, str], tuple[str, int]] = {}
 class PgVectorStore(VectorStore):
     """Chunks with their embeddings; k-NN by cosine distance (lower is closer)."""
 
-    secret_fields = ("password",)
-
     def __init__(self, settings: dict, **kw):
         super().__init__(settings, **kw)
         self._fp = pg.fingerprint(settings)
