@@ -163,6 +163,24 @@ def kubernetes_manifests(chatbot: Chatbot, env: dict[str, str]) -> list[dict]:
         image=settings.DEPLOY_KUBERNETES_IMAGE, namespace=settings.DEPLOY_KUBERNETES_NAMESPACE)
 
 
+def deployment_refresh(deployment: Deployment) -> Deployment:
+    """Read a Kubernetes deployment's state back from the cluster (a local one is kept current by the
+    supervisor)."""
+    if deployment.target != Deployment.Target.KUBERNETES or deployment.status == Deployment.Status.STOPPED:
+        return deployment
+    try:
+        state = deploy_kubernetes.kubernetes_status(str(deployment.chatbot_id), settings.DEPLOY_KUBERNETES_NAMESPACE)
+    except (deploy_kubernetes.KubernetesUnavailable, deploy_kubernetes.KubernetesFailed) as error:
+        deployment_mark(deployment, Deployment.Status.FAILED, str(error))
+        return deployment
+    status = {"running": Deployment.Status.RUNNING, "failed": Deployment.Status.FAILED,
+              "absent": Deployment.Status.FAILED}.get(state.get("state"), Deployment.Status.STARTING)
+    reason = state.get("reason") or ("Its objects are gone from the cluster." if state.get("state") == "absent"
+                                     else "")
+    deployment_mark(deployment, status, reason)
+    return deployment
+
+
 def _kubernetes_apply(deployment: Deployment, env: dict[str, str]) -> None:
     chatbot = deployment.chatbot
     try:

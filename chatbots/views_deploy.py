@@ -56,6 +56,9 @@ def deploy_stop(request, chatbot_id):
 def deploy_status(request, chatbot_id):
     """The Deploy card alone, polled while a deployment starts."""
     chatbot = chatbot_or_404(request, chatbot_id)
+    deployment = getattr(chatbot, "deployment", None)
+    if deployment is not None and deployment.status == deployment.Status.STARTING:
+        deployments.deployment_refresh(deployment)
     return _page(request, chatbot, "deployment")
 
 

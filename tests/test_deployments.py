@@ -258,3 +258,33 @@ def test_it_deploys_a_chatbot_on_wizchats_defaults(chatbot, supervisor, openai_s
     completion = client.chat.completions.create(model=chatbot.slug, messages=[{"role": "user", "content": QUESTION}])
     assert completion.choices[0].message.content == openai_server.reply
     assert [s["title"] for s in completion.model_extra["wizchat"]["sources"]][0] == "Handbook"
+
+
+def test_it_applies_the_chatbot_to_a_cluster_and_reads_its_state_back(byoi_chatbot, monkeypatch, tmp_path,  # noqa: F811
+                                                                        owner_client):
+    from tests.kube_server import KubeServer
+
+    server = KubeServer().start()
+    try:
+        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "config")))
+        server.deployment_status = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 0,
+                                    "conditions": [{"type": "Available", "status": "False"}]}
+        deployment = deployment_create(byoi_chatbot, "kubernetes")
+        assert deployment.status == "starting"
+        applied = {call.path.split("/")[-2] for call in server.calls("PATCH")}
+        assert applied == {"secrets", "configmaps", "deployments", "services"}
+        env = deployment_env(byoi_chatbot)
+        secret_body = next(c.raw for c in server.calls("PATCH", "secrets"))
+        config_body = next(c.raw for c in server.calls("PATCH", "configmaps"))
+        assert "CUSTOM_PGVECTOR_PASSWORD" in secret_body and env["CUSTOM_PGVECTOR_PASSWORD"] not in config_body
+        server.deployment_status = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                                    "availableReplicas": 1,
+                                    "conditions": [{"type": "Available", "status": "True"}]}
+        owner_client.get(f"/dashboard/chatbots/{byoi_chatbot.id}/deploy/status/", HTTP_HX_REQUEST="true")
+        assert Deployment.objects.get(chatbot=byoi_chatbot).status == "running"
+        from chatbots.services import chatbot_delete
+
+        chatbot_delete(byoi_chatbot)
+        assert {call.path.split("/")[-2] for call in server.calls("DELETE")} == applied
+    finally:
+        server.stop()
