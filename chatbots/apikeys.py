@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from byoi.audit import audit_record
 from byoi.errors import NotFound
 from wizchat.plans import plan_check_api_key_limit
 
@@ -67,6 +68,7 @@ def apikey_create(chatbot: Chatbot, name: str, user=None) -> tuple[ApiKey, str]:
         key = f"{KEY_START}{prefix}_{secrets.token_urlsafe(30)}"
         row = ApiKey.objects.create(chatbot=chatbot, name=name, prefix=prefix,
                                     hashed=key_hash(chatbot_pepper(chatbot.id), key), created_by=user)
+        audit_record("chatbot.api_key_created", chatbot=chatbot, actor=user, prefix=prefix, name=name)
     return row, key
 
 
@@ -81,12 +83,13 @@ def apikey_get(chatbot: Chatbot, key_id) -> ApiKey:
     return row
 
 
-def apikey_revoke(chatbot: Chatbot, key_id) -> ApiKey:
+def apikey_revoke(chatbot: Chatbot, key_id, user=None) -> ApiKey:
     """Stops the key on the platform at once (a deployed runtime at its next deploy)."""
     row = apikey_get(chatbot, key_id)
     if row.revoked is None:
         row.revoked = timezone.now()
         row.save(update_fields=["revoked"])
+        audit_record("chatbot.api_key_revoked", chatbot=chatbot, actor=user, prefix=row.prefix, name=row.name)
     return row
 
 

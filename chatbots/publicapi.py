@@ -20,6 +20,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from byoi.errors import TRANSIENT_CODES
+
 MAX_BODY_BYTES = 256 * 1024
 MAX_MESSAGES = 200
 ROLES = {"system", "developer", "user", "assistant"}
@@ -120,7 +122,7 @@ def completion_request(raw: bytes, header_conversation: str | None = None) -> Co
         raise ApiError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024} KB.")
     try:
         body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise ApiError(400, "We could not parse the JSON body of your request. Send a JSON object with 'model' "
                             "and 'messages'.") from None
     if not isinstance(body, dict):
@@ -238,11 +240,15 @@ def component_error(event: dict) -> ApiError:
     """A failing component (a chat error event): 503 when it may come back by itself, 502 when it answered
     wrongly; the taxonomy's code and hint, never a traceback, never WizChat's defaults instead."""
     code = event.get("code") or "unavailable"
-    transient = code in ("timeout", "refused", "unavailable", "dns", "internal")
+    # As ComponentFailed.transient: a BYOI setting or plan problem (kind "byoi") does not go away by waiting.
+    transient = code in TRANSIENT_CODES and event.get("kind") != "byoi"
     if code == "rejected":
         return ApiError(400, event.get("message", "The question was rejected."), param="messages")
     if code == "quota":
         return ApiError(429, event.get("message", ""), type="insufficient_quota", code="insufficient_quota")
+    if code == "internal":  # WizChat's own fault, not a component's
+        return ApiError(500, event.get("message") or "Internal error.", type="server_error", code=code,
+                        hint=event.get("hint", ""))
     return ApiError(503 if transient else 502, event.get("message") or "A component failed.",
                     type="server_error" if transient else "upstream_error", code=code, hint=event.get("hint", ""))
 

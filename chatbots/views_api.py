@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import wraps
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -25,21 +28,45 @@ def _error(error: ApiError) -> JsonResponse:
 
 
 def _caller(request):
+    # The address is counted before the key is checked: wrong keys count too, so guessing keys is throttled.
+    publicapi.rate_limit("client address", publicapi.client_address(request),
+                         settings.API_RATE_LIMIT_PER_MINUTE * 2)
     token = publicapi.bearer(request)
     caller = publicapi.gateway().authenticate(token, request) if token else None
     if caller is None:
         raise publicapi.unauthorized()
     publicapi.rate_limit(caller.kind, caller.ident, caller.per_minute)
-    publicapi.rate_limit("client address", publicapi.client_address(request), caller.per_minute * 2)
     return caller
 
 
+def _api_methods(*methods):
+    """Like require_http_methods, but a wrong method gets OpenAI's error shape (clients parse it)."""
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method not in methods:
+                response = _error(ApiError(405, f"{request.method[:10]} is not allowed here; use "
+                                                f"{' or '.join(methods)}."))
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+        return wrapped
+    return decorator
+
+
+def _body(request) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig:  # above DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it
+        raise ApiError(413, f"The request body is larger than {publicapi.MAX_BODY_BYTES // 1024} KB.") from None
+
+
 @csrf_exempt
-@require_http_methods(["POST"])
+@_api_methods("POST")
 def chat_completions(request):
     try:
         caller = _caller(request)
-        ask = publicapi.completion_request(request.body, request.headers.get("X-WizChat-Conversation"))
+        ask = publicapi.completion_request(_body(request), request.headers.get("X-WizChat-Conversation"))
         target = caller.target(ask.model)
     except ApiError as error:
         return _error(error)
@@ -87,7 +114,7 @@ def chat_completions(request):
 
 
 @csrf_exempt
-@require_http_methods(["GET"])
+@_api_methods("GET")
 def models(request):
     try:
         caller = _caller(request)
@@ -97,7 +124,7 @@ def models(request):
 
 
 @csrf_exempt
-@require_http_methods(["GET"])
+@_api_methods("GET")
 def model_detail(request, model):
     try:
         target = _caller(request).target(model)
