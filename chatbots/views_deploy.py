@@ -79,7 +79,7 @@ def api_key_create(request, chatbot_id):
 def api_key_revoke(request, chatbot_id, key_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     try:
-        row = apikeys.apikey_revoke(chatbot, key_id)
+        row = apikeys.apikey_revoke(chatbot, key_id, user=request.user)
     except NotFound as error:
         raise Http404(str(error)) from None
     if not request.htmx:

@@ -149,7 +149,10 @@ def test_it_lists_the_conversations_newest_first(chatbot, custom_llm):
 def test_it_ends_the_stream_with_the_storage_outcome(chatbot, custom_llm):
     events = list(chat_events(chatbot, "Hello?"))
     assert events[0]["event"] == "meta"
-    assert events[-1] == {"event": "done", "stored": "stored", "conversation_id": events[0]["conversation_id"]}
+    done = events[-1]
+    assert {k: done[k] for k in ("event", "stored", "conversation_id")} == {
+        "event": "done", "stored": "stored", "conversation_id": events[0]["conversation_id"]}
+    assert done["usage"]["total_tokens"] == done["usage"]["prompt_tokens"] + done["usage"]["completion_tokens"] > 0
 
 
 @pytest.mark.slow
