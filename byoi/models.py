@@ -1,4 +1,3 @@
-import hashlib
 import json
 import uuid
 
@@ -6,6 +5,7 @@ from django.conf import settings
 from django.db import models
 from django_cryptography.fields import encrypt
 
+from .fingerprint import fingerprint
 from .registry import KIND_CHOICES, KINDS
 
 
@@ -17,8 +17,7 @@ class Status(models.TextChoices):
 
 def settings_fingerprint(kind: str, values: dict, secrets: dict) -> str:
     """A digest of every setting including the secrets; identifies 'these exact settings' without storing them."""
-    payload = json.dumps({"kind": kind, "values": values, "secrets": secrets}, sort_keys=True, default=str)
-    return hashlib.sha256((settings.BYOI_ENCRYPTION_KEY + payload).encode()).hexdigest()
+    return fingerprint({"kind": kind, "values": values, "secrets": secrets}, key=settings.BYOI_ENCRYPTION_KEY)
 
 
 class BYOIComponent(models.Model):

@@ -121,6 +121,14 @@ def allowed_detail(host: str, addresses: list[str]) -> str:
     return f"{shown}{note}." if parse_ip(host) is not None else f"{host} resolves to {shown}{note}."
 
 
+def pinned_addresses(settings: dict, default_port: int) -> list[str]:
+    """The addresses a component's connections go to: its host's allowed addresses, or none (the driver
+    resolves) for the platform's own trusted defaults."""
+    if not guarded(settings):
+        return []
+    return list(resolve_allowed(str(settings["host"]), int(settings.get("port") or default_port)))
+
+
 def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> list[str]:
     """The addresses of `host` WizChat may connect to; BackendError("blocked_address") if any is refused.
 
@@ -328,17 +336,3 @@ def http_client(base_url: str, *, timeout_connect: float, timeout_read: float, h
         trust_env=False,
         event_hooks={"response": [_refuse_redirect]},
     )
-
-
-def tls_handshake(host: str, port: int, timeout: float) -> str:
-    """Open a pinned connection and complete a verified TLS handshake; returns e.g. "TLSv1.3"."""
-    sock = connect_tcp(host, port, timeout)
-    context = ssl_context()
-    try:
-        sock.settimeout(timeout)
-        with context.wrap_socket(sock, server_hostname=host) as tls:
-            return tls.version() or "TLS"
-    except (OSError, ssl.SSLError) as error:
-        raise classify(error, host=host, port=port, timeout=timeout) from None
-    finally:
-        sock.close()

@@ -6,9 +6,6 @@ use and cached per settings fingerprint; when a component's settings change, its
 
 from __future__ import annotations
 
-import hashlib
-import json
-import secrets
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -17,6 +14,7 @@ from django.utils.module_loading import import_string
 
 from .envvars import env_to_settings
 from .errors import BackendError
+from .fingerprint import fingerprint
 from .registry import KINDS, label
 
 KIND_ORDER = list(KINDS)  # the registry's order: llm, embeddings, vector_store, graph, conversations
@@ -37,14 +35,6 @@ _lock = threading.RLock()
 _instances: dict[str, object] = {}  # fingerprint -> backend instance
 _users: dict[str, set] = {}  # fingerprint -> owners (component ids, "default:<kind>", "env:<kind>")
 _owner_fp: dict[object, str] = {}  # owner -> fingerprint it last used
-_salt = secrets.token_hex(16)  # in-memory digests of default/env settings; never stored
-
-
-def _digest(*parts) -> str:
-    payload = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256((_salt + payload).encode()).hexdigest()
-
-
 def _close(instance) -> None:
     try:
         instance.close()
@@ -196,7 +186,7 @@ def default_slot(kind: str) -> Slot:
     spec, settings = KINDS[kind], default_settings(kind)
     backend = spec.local_backend if spec.local_backend and not settings.get("endpoint") else spec.backend
     return Slot(kind, "default", backend, settings, owner=f"default:{kind}",
-                fingerprint=_digest("default", kind, backend, settings))
+                fingerprint=fingerprint(["default", kind, backend, settings]))
 
 
 def component_slot(component) -> Slot:
@@ -248,5 +238,5 @@ def resolve_from_env(environ) -> Stack:
             continue
         backend = KINDS[kind].backend
         slots[kind] = Slot(kind, "custom", backend, custom[kind], owner=f"env:{kind}",
-                           fingerprint=_digest("env", kind, backend, custom[kind]))
+                           fingerprint=fingerprint(["env", kind, backend, custom[kind]]))
     return Stack(slots)

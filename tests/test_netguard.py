@@ -16,6 +16,7 @@ import redis
 from byoi import netguard
 from byoi.backends.base import BackendError
 from byoi.checks import check_run
+from byoi.checks.net import tls_handshake
 from byoi.errors import classify
 from tests.openai_server import OpenAIServer
 from tests.peers import PEERS
@@ -232,8 +233,9 @@ def https_openai_server(tmp_path, monkeypatch):
 
 
 def test_it_reports_an_untrusted_certificate_as_tls(self_signed_tls_server):
+    sock = netguard.connect_tcp("localhost", self_signed_tls_server, 2)
     with pytest.raises(BackendError) as caught:
-        netguard.tls_handshake("localhost", self_signed_tls_server, timeout=2)
+        tls_handshake(sock, "localhost", netguard.ssl_context())
     assert caught.value.code == "tls"
     assert "certificate" in caught.value.message
 

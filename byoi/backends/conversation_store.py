@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from byoi.backends import pg
 from byoi.backends.base import BackendError, ConversationStore, Message
+from byoi.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
 
@@ -46,7 +47,7 @@ def _message(row) -> Message:
 class PgConversationStore(ConversationStore):
     def __init__(self, settings: dict, **kw):
         super().__init__(settings, **kw)
-        self._fp = pg.fingerprint(settings)
+        self._fp = fingerprint(settings)
 
     def _run(self, work, *, atomic: bool = False):
         return pg.run(self.settings, work, connect_timeout=self.connect_timeout,

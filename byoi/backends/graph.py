@@ -23,9 +23,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from byoi import netguard
-from byoi.backends import pg
 from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
 from byoi.errors import Where, chain, classify, generic_rules
+from byoi.fingerprint import fingerprint
 from byoi.registry import TRUE_WORDS
 from byoi.scrub import scrub
 
@@ -176,22 +176,22 @@ _PROVISIONED: set[tuple[str, str]] = set()
 
 def client_get(settings: dict, *, connect_timeout: float, operation_timeout: float) -> redis.Redis:
     """The cached client (and its connection pool) for these settings."""
-    key = pg.fingerprint(settings, connect_timeout, operation_timeout, ca_bundle())
+    key = fingerprint([settings, connect_timeout, operation_timeout, ca_bundle()])
     entry = _CLIENTS.get(key)
     if entry is not None:
         return entry[1]
-    addresses = pg.pinned_addresses({**settings, "port": settings.get("port") or 6379})
+    addresses = netguard.pinned_addresses(settings, 6379)
     pool = redis.ConnectionPool(**client_kwargs(settings, connect_timeout=connect_timeout,
                                                 operation_timeout=operation_timeout, addresses=addresses))
     client = redis.Redis(connection_pool=pool)
     with _CLIENTS_LOCK:
-        entry = _CLIENTS.setdefault(key, (pg.fingerprint(settings), client))
+        entry = _CLIENTS.setdefault(key, (fingerprint(settings), client))
     return entry[1]
 
 
 def client_close(settings: dict | None = None) -> None:
     with _CLIENTS_LOCK:
-        wanted = None if settings is None else pg.fingerprint(settings)
+        wanted = None if settings is None else fingerprint(settings)
         victims = [k for k, (fp, _) in _CLIENTS.items() if wanted is None or fp == wanted]
         clients = [_CLIENTS.pop(k)[1] for k in victims]
         for key in [k for k in _PROVISIONED if wanted is None or k[0] == wanted]:
@@ -250,7 +250,7 @@ RETURN source, kind, target, chunk_ids ORDER BY size(chunk_ids) DESC, source, ki
 class FalkorGraph(Graph):
     def __init__(self, settings: dict, **kw):
         super().__init__(settings, **kw)
-        self._fp = pg.fingerprint(settings)
+        self._fp = fingerprint(settings)
 
     def close(self) -> None:
         client_close(self.settings)

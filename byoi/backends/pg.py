@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import ssl
@@ -25,7 +23,9 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from byoi import netguard
 from byoi.errors import BackendError, Where, classify
+from byoi.fingerprint import fingerprint
 from byoi.scrub import scrub
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,6 @@ def table_name(prefix: str, chatbot_id: uuid.UUID | str) -> str:
     return f"wizchat_{prefix}_{hexid}"
 
 
-def _ca_bundle() -> str:
-    from byoi import netguard
-
-    return netguard.ca_bundle()
-
-
 def _ssl_root_cert(ssl_mode: str) -> str | None:
     """The CA file libpq verifies the server against in verify-ca/verify-full (None: libpq's default).
 
@@ -60,28 +54,13 @@ def _ssl_root_cert(ssl_mode: str) -> str | None:
     is only accepted with verify-full, so verify-ca gets the system bundle file instead."""
     if ssl_mode not in ("verify-ca", "verify-full"):
         return None  # a root file would silently turn `require` into `verify-ca`
-    bundle = _ca_bundle()
+    bundle = netguard.ca_bundle()
     if bundle:
         return bundle
     if ssl_mode == "verify-full":
         return "system"
     paths = ssl.get_default_verify_paths()
     return paths.cafile or paths.openssl_cafile
-
-
-def fingerprint(settings: dict, *extra: object) -> str:
-    payload = json.dumps([sorted((k, str(v)) for k, v in settings.items()), [str(e) for e in extra]])
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def pinned_addresses(settings: dict) -> list[str]:
-    """The addresses to connect to: netguard's allowed resolution, or none (libpq resolves) for the
-    platform's own trusted defaults."""
-    from byoi import netguard
-
-    if not netguard.guarded(settings):
-        return []
-    return list(netguard.resolve_allowed(str(settings["host"]), int(settings.get("port") or 5432)))
 
 
 def connect_kwargs(settings: dict, *, connect_timeout: float, addresses: list[str]) -> dict:
@@ -203,7 +182,7 @@ def connect(settings: dict, *, connect_timeout: float, operation_timeout: float,
             addresses: list[str] | None = None) -> psycopg.Connection:
     """One direct connection (Test Connection, diagnosis); the caller closes it."""
     if addresses is None:
-        addresses = pinned_addresses(settings)
+        addresses = netguard.pinned_addresses(settings, 5432)
     try:
         conn = psycopg.connect(**connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
                                autocommit=autocommit)
@@ -252,11 +231,11 @@ def pool_get(settings: dict, *, connect_timeout: float, operation_timeout: float
     connection has proved that the settings work (a pool only reports a bare timeout for a wrong password)."""
     from psycopg_pool import ConnectionPool
 
-    key = fingerprint(settings, connect_timeout, operation_timeout, name, _ca_bundle())
+    key = fingerprint([settings, connect_timeout, operation_timeout, name, netguard.ca_bundle()])
     entry = _POOLS.get(key)
     if entry is not None:
         return entry[1]
-    addresses = pinned_addresses(settings)
+    addresses = netguard.pinned_addresses(settings, 5432)
     probe = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout,
                     addresses=addresses)
     probe.close()

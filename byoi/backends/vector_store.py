@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from byoi.backends import pg
 from byoi.backends.base import BackendError, Chunk, Hit, VectorStore
+from byoi.fingerprint import fingerprint
 
 SCHEMA_VERSION = 1
 MAX_VECTOR_DIMENSIONS = 2000  # pgvector's HNSW limit for `vector`; `halfvec` goes to 4,000
@@ -64,7 +65,7 @@ class PgVectorStore(VectorStore):
 
     def __init__(self, settings: dict, **kw):
         super().__init__(settings, **kw)
-        self._fp = pg.fingerprint(settings)
+        self._fp = fingerprint(settings)
 
     # --- plumbing -------------------------------------------------------------------------------------------
     def _run(self, work, *, atomic: bool = False):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -56,6 +57,11 @@ class StepResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def probe_name() -> str:
+    """A name no chatbot's table or graph can have (those end in a UUID's hex after chunks_/messages_)."""
+    return f"wizchat_probe_{uuid.uuid4().hex[:12]}"
 
 
 def check_plan(kind: str, settings: dict) -> list[Step]:

@@ -12,9 +12,11 @@ from django.conf import settings as dj
 
 from byoi.backends import graph as backend
 from byoi.backends.base import BackendError
-from byoi.checks import Context, Step
-from byoi.checks.pg import address_step, open_socket, probe_name, tcp_step, tls_handshake
+from byoi.checks import Context, Step, probe_name
+from byoi.checks.net import address_step, host_port, open_socket, store_tls_context, tcp_step, tls_handshake
 from byoi.errors import classify
+
+WHERE = host_port(6379)
 
 
 def _client(ctx: Context) -> redis.Redis:
@@ -35,8 +37,9 @@ def _classified(ctx: Context, error: BaseException) -> BackendError:
 
 
 def tls(ctx: Context) -> str:
-    sock = open_socket(ctx, 6379)
-    return tls_handshake(sock, str(ctx.settings.get("host") or ""), verify=True, check_hostname=True)
+    sock = open_socket(ctx, WHERE)
+    return tls_handshake(sock, str(ctx.settings.get("host") or ""),
+                         store_tls_context(verify=True, check_hostname=True))
 
 
 def auth(ctx: Context) -> str:
@@ -102,7 +105,7 @@ def operation(ctx: Context) -> str:
 
 
 def steps(settings: dict) -> list[Step]:
-    result = [Step("address", address_step(6379)), Step("tcp", tcp_step(6379))]
+    result = [Step("address", address_step(WHERE)), Step("tcp", tcp_step(WHERE))]
     if backend.truthy(settings.get("ssl", True)):
         result.append(Step("tls", tls))
     result += [Step("auth", auth), Step("version", version), Step("operation", operation)]

@@ -3,46 +3,19 @@
 
 from __future__ import annotations
 
-from django.conf import settings as dj
-
 from byoi import netguard
 from byoi.backends.base import BackendError
 from byoi.checks import Context, Step
-from byoi.errors import classify
+from byoi.checks.net import address_step, endpoint, open_socket, tcp_step, tls_handshake
 
 
 def endpoint_steps(settings: dict, backend_class) -> list[Step]:
     """The steps every OpenAI-compatible endpoint shares, up to and including authentication."""
-    guard = netguard.guarded(settings)
-
-    def where(ctx: Context) -> tuple[str, str, int]:
-        return netguard.split_endpoint(ctx.settings.get("endpoint") or "")
-
-    def address(ctx: Context) -> str:
-        _, host, port = where(ctx)
-        if not guard:
-            return f"{host} is a platform server."
-        addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
-        return netguard.allowed_detail(host, addresses)
-
-    def tcp(ctx: Context) -> str:
-        _, host, port = where(ctx)
-        if guard:
-            sock = netguard.connect_tcp(host, port, dj.BYOI_CONNECT_TIMEOUT)
-        else:
-            import socket
-
-            try:
-                sock = socket.create_connection((host, port), timeout=dj.BYOI_CONNECT_TIMEOUT)
-            except OSError as error:
-                raise classify(error, host=host, port=port, timeout=dj.BYOI_CONNECT_TIMEOUT) from None
-        sock.close()
-        return f"Port {port} is open."
-
     def tls(ctx: Context) -> str:
-        _, host, port = where(ctx)
-        version = netguard.tls_handshake(host, port, dj.BYOI_CONNECT_TIMEOUT)
-        return f"{version}; the certificate is valid for {host}."
+        context = netguard.ssl_context()
+        sock = open_socket(ctx, endpoint)
+        return tls_handshake(sock, endpoint(ctx)[0], context,
+                             plain="Check the endpoint's scheme: http:// for a server without TLS.")
 
     def auth(ctx: Context) -> str:
         backend = backend_of(ctx, backend_class)
@@ -54,7 +27,7 @@ def endpoint_steps(settings: dict, backend_class) -> list[Step]:
             return f"Key accepted; the endpoint serves {model}."
         return f"Key accepted; the endpoint lists {len(models)} models."
 
-    steps = [Step("address", address), Step("tcp", tcp)]
+    steps = [Step("address", address_step(endpoint)), Step("tcp", tcp_step(endpoint))]
     if settings_scheme(settings) == "https":
         steps.append(Step("tls", tls))
     steps.append(Step("auth", auth))

@@ -1,15 +1,11 @@
-"""Test Connection steps shared by the PostgreSQL kinds (vector store, conversations), and the address /
-TCP / TLS helpers the FalkorDB check reuses.
+"""Test Connection steps shared by the PostgreSQL kinds (vector store, conversations).
 
 address allowed → TCP → TLS (unless SSL Mode is disable) → authentication → version → permissions; each
 kind adds its own version detail and operation. The steps connect to the addresses the first step allowed."""
 
 from __future__ import annotations
 
-import socket
-import ssl
 import struct
-import uuid
 
 import psycopg
 from django.conf import settings as dj
@@ -17,101 +13,12 @@ from psycopg import sql
 
 from byoi.backends import pg
 from byoi.backends.base import BackendError
-from byoi.checks import Context, Step
+from byoi.checks import Context, Step, probe_name
+from byoi.checks.net import address_step, host_port, open_socket, store_tls_context, tcp_step, tls_handshake
 from byoi.errors import classify
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's "let's talk TLS" message
-
-
-def probe_name() -> str:
-    """A name no chatbot's table or graph can have (those end in a UUID's hex after chunks_/messages_)."""
-    return f"wizchat_probe_{uuid.uuid4().hex[:12]}"
-
-
-# --- generic network steps --------------------------------------------------------------------------------
-
-def address_step(default_port: int):
-    def address(ctx: Context) -> str:
-        host = str(ctx.settings.get("host") or "").strip()
-        if not host:
-            raise BackendError("config", "The host is empty.")
-        port = int(ctx.settings.get("port") or default_port)
-        from byoi import netguard
-
-        if not netguard.guarded(ctx.settings):
-            ctx.state["addresses"] = []
-            return f"{host} is a platform server."
-        addresses = netguard.resolve_allowed(host, port, timeout=dj.BYOI_CONNECT_TIMEOUT)
-        ctx.state["addresses"] = addresses
-        return netguard.allowed_detail(host, addresses)
-
-    return address
-
-
-def open_socket(ctx: Context, default_port: int) -> socket.socket:
-    """A TCP connection to the first allowed address that answers (BackendError otherwise)."""
-    from byoi import netguard
-
-    host = str(ctx.settings.get("host") or "")
-    port = int(ctx.settings.get("port") or default_port)
-    timeout = dj.BYOI_CONNECT_TIMEOUT
-    sock = netguard.connect_addresses(host, ctx.state.get("addresses") or [host], port, timeout)
-    sock.settimeout(timeout)
-    return sock
-
-
-def tcp_step(default_port: int):
-    def tcp(ctx: Context) -> str:
-        open_socket(ctx, default_port).close()
-        return f"Port {int(ctx.settings.get('port') or default_port)} is open."
-
-    return tcp
-
-
-def ssl_context(verify: bool, check_hostname: bool) -> ssl.SSLContext:
-    """Verification against BYOI_CA_BUNDLE (or the system store), as the backends do."""
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    bundle = pg._ca_bundle()
-    if bundle:
-        context = ssl.create_default_context(cafile=bundle)
-    context.check_hostname = check_hostname
-    return context
-
-
-def tls_handshake(sock: socket.socket, host: str, *, verify: bool, check_hostname: bool) -> str:
-    """Complete a TLS handshake on `sock`; returns a detail line, or BackendError("tls")."""
-    context = ssl_context(verify, check_hostname)
-    try:
-        tls = context.wrap_socket(sock, server_hostname=host)
-    except ssl.SSLCertVerificationError as error:
-        reason = (error.verify_message or "not trusted").rstrip(".")
-        if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
-            raise BackendError("tls", f"The server's certificate is not valid for {host!r} ({reason}): connect "
-                                      "with a name the certificate lists.") from None
-        raise BackendError("tls", f"The server's certificate was rejected: {reason}. Check that it is signed by "
-                                  "a CA WizChat trusts.") from None
-    except ssl.SSLError as error:
-        raise BackendError("tls", f"The TLS handshake failed ({error.reason or 'SSL error'}): the server may not "
-                                  "speak TLS on this port.") from None
-    except TimeoutError:
-        # TCP connected a moment ago: a server that stays silent through a handshake does not speak TLS here.
-        raise BackendError("tls", "The server did not answer the TLS handshake: it probably does not speak TLS on "
-                                  "this port. Turn SSL off for a plain server, or use the TLS port.") from None
-    except OSError:
-        raise BackendError("tls", "The server closed the connection during the TLS handshake.") from None
-    try:
-        version = tls.version() or "TLS"
-    finally:
-        tls.close()
-    if not verify:
-        return f"{version} (the certificate is not verified in this mode)."
-    if check_hostname:
-        return f"{version}; the certificate is trusted and valid for {host}."
-    return f"{version}; the certificate is signed by a trusted CA (host name not checked in this mode)."
+WHERE = host_port(5432)
 
 
 # --- PostgreSQL steps -------------------------------------------------------------------------------------
@@ -119,7 +26,7 @@ def tls_handshake(sock: socket.socket, host: str, *, verify: bool, check_hostnam
 def pg_tls(ctx: Context) -> str:
     host = str(ctx.settings.get("host") or "")
     mode = str(ctx.settings.get("ssl_mode") or "require")
-    sock = open_socket(ctx, 5432)
+    sock = open_socket(ctx, WHERE)
     try:
         sock.sendall(SSL_REQUEST)
         answer = sock.recv(1)
@@ -140,7 +47,8 @@ def pg_tls(ctx: Context) -> str:
     if answer != b"S":
         sock.close()
         raise BackendError("protocol", "The server did not answer like PostgreSQL: check the host and port.")
-    return tls_handshake(sock, host, verify=mode in ("verify-ca", "verify-full"), check_hostname=mode == "verify-full")
+    context = store_tls_context(verify=mode in ("verify-ca", "verify-full"), check_hostname=mode == "verify-full")
+    return tls_handshake(sock, host, context)
 
 
 def pg_conn(ctx: Context) -> psycopg.Connection:
@@ -216,7 +124,7 @@ def drop_probe_table(ctx: Context, name: str):
 
 
 def pg_steps(settings: dict, version, operation) -> list[Step]:
-    steps = [Step("address", address_step(5432)), Step("tcp", tcp_step(5432))]
+    steps = [Step("address", address_step(WHERE)), Step("tcp", tcp_step(WHERE))]
     if str(settings.get("ssl_mode") or "require") != "disable":
         steps.append(Step("tls", pg_tls))
     steps += [Step("auth", pg_auth), Step("version", version), Step("permissions", pg_permissions),

@@ -8,8 +8,8 @@ from psycopg import sql
 
 from byoi.backends import pg
 from byoi.backends.base import BackendError
-from byoi.checks import Context, Step
-from byoi.checks.pg import drop_probe_table, guarded, pg_conn, pg_server_version, pg_steps, probe_name
+from byoi.checks import Context, Step, probe_name
+from byoi.checks.pg import drop_probe_table, guarded, pg_conn, pg_server_version, pg_steps
 
 MIN_PGVECTOR = (0, 5)  # HNSW indexes
 
