@@ -344,6 +344,14 @@ def bench_connection_tests(env: Env, server, quick: bool) -> dict:
         peers.stop()
 
 
+# -- serving (bench/serving.py) ------------------------------------------------------------------------------
+
+def bench_serving(server, env: Env, quick: bool) -> dict:
+    from bench.serving import bench_serving as run
+
+    return run(server, env, quick)
+
+
 # -- report ------------------------------------------------------------------------------------------------
 
 def verdict(ok: bool) -> str:
@@ -404,6 +412,10 @@ def report(results: dict, quick: bool) -> str:
         "ONNX Runtime on CPU.",
         "",
     ]
+    if "serving" in results:
+        from bench.serving import report_lines as serving_lines
+
+        lines += serving_lines(results["serving"])
     if "connection_tests" in results:
         from bench.connection_tests import report_lines
 
@@ -415,7 +427,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20k vectors for retrieval")
     parser.add_argument("--output", default=str(BASE / "docs" / "BENCHMARKS.md"))
-    parser.add_argument("--only", choices=["chat", "ingestion", "embedder", "retrieval", "connection_tests"],
+    parser.add_argument("--only", choices=["chat", "ingestion", "embedder", "retrieval", "connection_tests",
+                                           "serving"],
                         help="run one benchmark and print it (no report is written)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(BASE))
@@ -431,7 +444,8 @@ def main(argv=None) -> int:
                        "ingestion": lambda: bench_ingestion(3_000 if args.quick else 10_000),
                        "embedder": lambda: bench_embedder(128 if args.quick else 512),
                        "retrieval": lambda: bench_retrieval(20_000 if args.quick else 100_000, 100),
-                       "connection_tests": lambda: bench_connection_tests(env, server, args.quick)}
+                       "connection_tests": lambda: bench_connection_tests(env, server, args.quick),
+                       "serving": lambda: bench_serving(server, env, args.quick)}
             print(runners[args.only](), flush=True)
             return 0
         print("Chat overhead…", flush=True)
@@ -447,6 +461,9 @@ def main(argv=None) -> int:
         results["retrieval"] = bench_retrieval(20_000 if args.quick else 100_000, 100 if args.quick else 300)
         print(results["retrieval"], flush=True)
         results["connection_tests"] = bench_connection_tests(env, server, args.quick)
+        print("Serving: public API, deployed runtime, redeploy under load…", flush=True)
+        results["serving"] = bench_serving(server, env, args.quick)
+        print(results["serving"], flush=True)
         results["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at the end)"
     finally:
         env.stop()
