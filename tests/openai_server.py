@@ -50,6 +50,7 @@ class OpenAIServer:
     models_endpoint: bool = True  # False: /v1/models answers 404, as some proxies do
     reasoning_model: bool = False  # True: rejects `max_tokens` like OpenAI's o-series (wants max_completion_tokens)
     reply: str = REPLY
+    reject_stream_options: bool = False  # answers 400 to `stream_options`, as some servers do
     word_delay: float = 0.0  # seconds between streamed words (a slow LLM, for tests that act mid-answer)
     embeddings_fail_after: int | None = None  # answer 500 to every /embeddings call after this many
     redirect_to: str = "http://127.0.0.1:9/v1"  # where "redirect" mode points (tests put a second server there)
@@ -236,6 +237,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
                              "'max_completion_tokens' instead.", "invalid_request_error", "unsupported_parameter")
             return
+        if self.state.reject_stream_options and "stream_options" in body:
+            self._error(400, "Unrecognized request argument supplied: stream_options", "invalid_request_error",
+                        None)
+            return
         words = self.state.reply.split(" ")
         limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
         if limit:
@@ -263,7 +268,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if self.state.word_delay:
                     time.sleep(self.state.word_delay)
             last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
+            if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: a last chunk, no choices
+                usage = {**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
+                                                          "total_tokens": 5 + len(words)}}
+                self.wfile.write(f"data: {json.dumps(usage)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
             return
         self._send(200, {

@@ -39,6 +39,24 @@ def test_it_streams_text_deltas(openai_server):
     assert "".join(deltas) == REPLY
 
 
+def test_it_reads_the_servers_token_counts_from_the_stream(openai_server):
+    usage: dict = {}
+    deltas = list(llm(openai_server.llm_settings()).stream(HELLO, usage=usage))
+    assert "".join(deltas) == REPLY
+    assert usage == {"prompt_tokens": 5, "completion_tokens": len(REPLY.split(" "))}
+    assert openai_server.calls("/chat/completions")[-1].body["stream_options"] == {"include_usage": True}
+
+
+def test_it_streams_without_usage_from_a_server_that_refuses_stream_options(openai_server):
+    openai_server.reject_stream_options = True
+    backend = llm(openai_server.llm_settings())
+    usage: dict = {}
+    assert "".join(backend.stream(HELLO, usage=usage)) == REPLY
+    assert usage == {}
+    assert "".join(backend.stream(HELLO)) == REPLY  # remembered: no second refusal
+    assert [("stream_options" in r.body) for r in openai_server.calls("/chat/completions")] == [True, False, False]
+
+
 def test_it_lists_the_endpoints_models(openai_server):
     assert "gpt-4o-mini" in llm(openai_server.llm_settings()).models()
 

@@ -536,3 +536,25 @@ def test_it_sends_the_callers_earlier_turns_to_the_llm(api, chatbot, platform):
     sent = platform.calls("/chat/completions")[-1].body["messages"]
     assert [(m["role"], m["content"]) for m in sent[1:]] == [
         ("user", "Hello"), ("assistant", "Hi, how can I help?"), ("user", QUESTION)]
+
+
+@pytest.mark.slow
+def test_it_answers_through_the_openai_client_with_the_real_local_llm(api, chatbot, knowledge, llama_server,
+                                                                       settings):
+    """The whole path with the real llama.cpp server (SmolLM2-135M) as the default LLM."""
+    from byoi.resolver import clear_cache
+
+    settings.DEFAULT_LLM_ENDPOINT = llama_server.base_url
+    settings.DEFAULT_LLM_MODEL = llama_server.model
+    settings.BYOI_OPERATION_TIMEOUT = 120  # a CPU-only model reading a 1k-token prompt on a busy machine
+    clear_cache()
+    completion = ask(api, chatbot, max_tokens=48)
+    assert completion.choices[0].message.content.strip()
+    # llama-cpp-python's server sends no token counts in a stream, even when asked: WizChat estimates and says so.
+    assert completion.model_extra["wizchat"]["usage_estimated"] is True
+    assert completion.usage.prompt_tokens > 100 and completion.usage.completion_tokens > 0
+    assert completion.model_extra["wizchat"]["sources"][0]["title"] == "BYOI guide"
+    chunks = list(api.chat.completions.create(model=chatbot.slug, stream=True, max_tokens=24,
+                                              messages=[{"role": "user", "content": QUESTION}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    clear_cache()

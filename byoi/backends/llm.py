@@ -98,22 +98,34 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
     # OpenAI's reasoning models reject `max_tokens` and want `max_completion_tokens`; older servers know only
     # the first. The first refusal switches this backend to the other name.
     _length_param = "max_tokens"
+    # Streams ask for the server's token counts (`stream_options`); a server that refuses the parameter gets
+    # streams without it from then on, and the counts are estimated.
+    _usage_in_stream = True
 
     def _request(self, messages, max_tokens, temperature, **extra) -> dict:
-        return {"model": self.model, "messages": messages, self._length_param: max_tokens,
-                "temperature": temperature, **extra}
+        request = {"model": self.model, "messages": messages, self._length_param: max_tokens,
+                   "temperature": temperature, **extra}
+        if extra.get("stream") and self._usage_in_stream:
+            request["stream_options"] = {"include_usage": True}
+        return request
 
     def _create(self, raw: bool, **request):
         create = (self.client().chat.completions.with_raw_response.create if raw
                   else self.client().chat.completions.create)
-        try:
-            return create(**request)
-        except openai.BadRequestError as error:
-            if self._length_param == "max_tokens" and "max_completion_tokens" in str(error.body or ""):
-                request["max_completion_tokens"] = request.pop("max_tokens")
-                self._length_param = "max_completion_tokens"
+        for _ in range(3):  # at most one retry per parameter a server may refuse
+            try:
                 return create(**request)
-            raise
+            except openai.BadRequestError as error:
+                body = str(error.body or error.message or "")
+                if self._length_param == "max_tokens" and "max_completion_tokens" in body:
+                    request["max_completion_tokens"] = request.pop("max_tokens")
+                    self._length_param = "max_completion_tokens"
+                elif "stream_options" in request and "stream_options" in body:
+                    request.pop("stream_options")
+                    self._usage_in_stream = False
+                else:
+                    raise
+        return create(**request)
 
     def chat(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> str:
         try:
