@@ -120,7 +120,9 @@ def test_the_debian_packages_check_passes_when_they_are_there(tmp_path):
 
 
 def test_make_test_checks_the_debian_packages_before_installing_or_testing():
-    steps = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
+    steps = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, check=True).stdout
     lines = steps.splitlines()
     assert lines[0] == ".ci/debian-deps"
     assert any("pytest" in line for line in lines[1:])
