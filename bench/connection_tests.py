@@ -236,7 +236,7 @@ class Peers:
         if self.own_falkor:
             self.falkor.stop()
         if self.own_pg:
-            self.pg.stop()
+            self.pg.discard()  # as root its data may be kept outside self.root (wizchat/embedded.py PG_HOME)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -69,7 +69,7 @@ class Env:
 
         clear_cache()
         self.falkor.stop()
-        self.pg.stop()
+        self.pg.discard()  # as root its data may be kept outside self.root (wizchat/embedded.py PG_HOME)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
