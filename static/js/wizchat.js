@@ -66,3 +66,59 @@ document.addEventListener("click", (event) => {
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(field.value).then(done, done);
   else { document.execCommand("copy"); done(); }
 });
+
+// The chat card (chatbots/partials/_chat.html): the answer streams as server-sent events; without this script
+// the form posts and the page comes back with the whole answer.
+(function () {
+  if (window.wizchatChatReady || !window.fetch || !window.TextDecoder) return;
+  window.wizchatChatReady = true;
+  function el(tag, cls, text) { var e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; }
+  function render(out, ev, data, state) {
+    if (ev === "meta") { state.form.elements.conversation_id.value = data.conversation_id; document.getElementById("chat-new").hidden = false; }
+    else if (ev === "token") { state.answer.textContent += data.text; }
+    else if (ev === "sources" && data.sources.length) {
+      var box = el("div", "chat-sources"); box.appendChild(el("h3", null, "Sources")); var ol = el("ol");
+      data.sources.forEach(function (s) { var li = el("li"); li.appendChild(el("strong", null, s.title)); li.appendChild(document.createTextNode(" — ")); li.appendChild(el("span", "muted", s.snippet)); ol.appendChild(li); });
+      box.appendChild(ol); out.appendChild(box);
+    } else if (ev === "error") {
+      var a = el("div", "alert error"); a.setAttribute("role", "alert"); a.appendChild(el("strong", null, data.message));
+      if (data.hint) { a.appendChild(el("br")); a.appendChild(document.createTextNode(data.hint)); } out.appendChild(a);
+    } else if (ev === "done") {
+      if (data.stored === "queued") out.appendChild(el("p", "help", "Your conversations database is unreachable: this exchange is queued and will be saved when it is back."));
+      if (window.htmx) htmx.trigger(document.body, "wizchat:refresh");
+    }
+  }
+  document.addEventListener("submit", function (e) {
+    var form = e.target; if (form.id !== "chat-form") return;
+    e.preventDefault();
+    var out = document.getElementById("chat-output"), button = form.querySelector("button[type=submit]");
+    out.textContent = ""; var answer = el("div", "chat-answer pre"); out.appendChild(answer);
+    var state = {form: form, answer: answer}; button.disabled = true;
+    fetch(form.action, {method: "POST", body: new FormData(form), headers: {"Accept": "text/event-stream"}, credentials: "same-origin"})
+      .then(function (resp) {
+        if (!resp.ok || !resp.body) throw new Error("The server answered " + resp.status + ".");
+        var reader = resp.body.getReader(), decoder = new TextDecoder(), buffer = "";
+        function pump() {
+          return reader.read().then(function (r) {
+            if (r.done) return;
+            buffer += decoder.decode(r.value, {stream: true});
+            var parts = buffer.split("\n\n"); buffer = parts.pop();
+            parts.forEach(function (block) {
+              var ev = "message", data = "";
+              block.split("\n").forEach(function (line) { if (line.indexOf("event: ") === 0) ev = line.slice(7); else if (line.indexOf("data: ") === 0) data += line.slice(6); });
+              if (data) render(out, ev, JSON.parse(data), state);
+            });
+            return pump();
+          });
+        }
+        return pump();
+      })
+      .catch(function (err) { render(out, "error", {message: "The answer could not be loaded: " + err.message, hint: "Check your connection and ask again."}, state); })
+      .finally(function () { button.disabled = false; });
+  });
+  document.addEventListener("click", function (e) {
+    if (e.target.id !== "chat-new") return;
+    var form = document.getElementById("chat-form"); form.elements.conversation_id.value = ""; e.target.hidden = true;
+    document.getElementById("chat-output").textContent = "";
+  });
+})();
