@@ -2,6 +2,7 @@
 
 import ipaddress
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "wizchat",
     "byoi",
     "chatbots",
@@ -80,7 +82,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "wizchat.security.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a log-in refused for too many failures into the log-in page saying so (wizchat.security)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wizchat.urls"
@@ -135,6 +140,12 @@ DEFAULT_EMBEDDINGS_DIMENSIONS = env.int("DEFAULT_EMBEDDINGS_DIMENSIONS", default
 EGRESS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in env.list("EGRESS_ALLOWED_NETWORKS", default=[])]
 BYOI_CONNECT_TIMEOUT = env.float("BYOI_CONNECT_TIMEOUT", default=5.0)
 BYOI_OPERATION_TIMEOUT = env.float("BYOI_OPERATION_TIMEOUT", default=30.0)
+# Circuit breaker per component (byoi.isolation): after a transient failure, calls fail at once for this many
+# seconds, doubling up to the maximum while the probe that follows keeps failing.
+BYOI_BREAKER_COOLDOWN = env.float("BYOI_BREAKER_COOLDOWN", default=5.0)
+BYOI_BREAKER_MAX_COOLDOWN = env.float("BYOI_BREAKER_MAX_COOLDOWN", default=60.0)
+# Celery tasks that may run at once against one customer component, across all workers (byoi.access.component_slots)
+BYOI_TASKS_PER_COMPONENT = env.int("BYOI_TASKS_PER_COMPONENT", default=1)
 # CA certificates (PEM file) trusted for customer databases and FalkorDB in verify-ca/verify-full and SSL modes
 # (empty = the system trust store), and for customers' HTTPS endpoints on top of certifi's public CAs.
 BYOI_CA_BUNDLE = env.str("BYOI_CA_BUNDLE", default="")
@@ -166,6 +177,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out account+address before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chatbots:list"
 LOGOUT_REDIRECT_URL = "login"
@@ -185,6 +200,39 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
+
+# Log-in throttling (django-axes, wizchat.security): failures are counted per account *and* client address, so
+# guessing a customer's e-mail locks out only the guesser's address, and only for the cool-off; one address
+# failing across many accounts is paused too. The address is the public API's (TRUSTED_PROXY_COUNT).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the cool-off runs from the last counted failure
+AXES_CLIENT_IP_CALLABLE = "chatbots.publicapi.client_address"
+AXES_LOCKOUT_CALLABLE = "wizchat.views.login_locked_out"
+AXES_VERBOSE = False  # no banner on every manage.py command; failures are still logged (names masked)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=50)  # per address, all accounts
+
+# Content-Security-Policy of every page (wizchat.security); the widget's frame sends its own. No inline scripts
+# or styles anywhere: templates load static/js and static/css.
+CSP_POLICY = env.str("CSP_POLICY", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"))
+
+# HTTPS in production (`manage.py check --deploy` is clean with WIZCHAT_HTTPS=true; README "Configuration").
+# Off by default so that http://127.0.0.1 development works; each setting can still be given on its own.
+WIZCHAT_HTTPS = env.bool("WIZCHAT_HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=WIZCHAT_HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=WIZCHAT_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=WIZCHAT_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if WIZCHAT_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=WIZCHAT_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=WIZCHAT_HTTPS)
+# Behind TRUSTED_PROXY_COUNT proxies the TLS ends at the first one, which must set X-Forwarded-Proto itself
+# (overwriting what the client sent): only then is the request known to have come over HTTPS.
+if TRUSTED_PROXY_COUNT > 0 and env.bool("TRUST_X_FORWARDED_PROTO", default=True):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {
     "version": 1,
