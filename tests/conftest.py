@@ -6,6 +6,7 @@ import uuid
 import pytest
 from django.conf import settings
 
+from tests.faults import fault_record  # noqa: F401 - fixture of the fault tests
 from tests.openai_server import llama_server, openai_server  # noqa: F401
 from tests.peers import PEERS, customer_database, drop_database
 from tests.tls_peers import *  # noqa: F403 - TLS peer fixtures (names in tests.tls_peers.__all__)
@@ -121,6 +122,14 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+@pytest.fixture(autouse=True)
+def _closed_breakers():
+    """Every test starts with every component's circuit breaker closed (the defaults' keys are shared by tests)."""
+    from byoi.isolation import BREAKER
+
+    BREAKER.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_backend_pools(django_db_setup):
     """Close cached backend pools before pytest-django drops the test database (they hold connections to it)."""
@@ -138,3 +147,14 @@ def customer_falkor(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Rate-limit counters in memory, fresh for each test: one test's requests never limit another's."""
+    from chatbots import publicapi
+
+    settings.RATE_LIMIT_STORAGE_URL = "memory://"
+    publicapi._limiter.cache_clear()
+    yield
+    publicapi._limiter.cache_clear()

@@ -120,7 +120,11 @@ def ask(page, question=QUESTION):
 
 def expect_answer(page, llm):
     answer = chat_frame(page).locator(".wz-log li.assistant").last
-    expect(answer).to_contain_text(llm.reply, timeout=60_000)
+    try:
+        expect(answer).to_contain_text(llm.reply, timeout=60_000)
+    except AssertionError as error:  # say what the visitor saw instead (an error line, nothing at all…)
+        seen = chat_frame(page).locator(".wz-log").inner_text(timeout=5_000)
+        raise AssertionError(f"{error}\nThe chat showed: {seen!r}") from None
     expect(answer.get_by_role("list", name="Sources")).to_contain_text(TITLE)
     return answer
 
