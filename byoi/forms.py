@@ -10,6 +10,8 @@ from functools import cache
 from django import forms
 from django.urls import reverse
 
+from wizchat.textcheck import guard_field
+
 from . import services
 from .registry import KINDS, Field, Kind
 from .sections import byoi_plans_text
@@ -20,7 +22,9 @@ def _form_field(spec: Field) -> forms.Field:
               "error_messages": {"required": f"{spec.label} is required."}}
     if spec.secret:
         widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
-        return forms.CharField(widget=widget, strip=False, max_length=4096, **common)
+        # A pasted key with a line break would be stored and fail later as a connection error: refuse it here
+        # (the message never repeats the value).
+        return guard_field(forms.CharField(widget=widget, strip=False, max_length=4096, **common), spec.label)
     if spec.kind == "url":
         return forms.URLField(assume_scheme="https", max_length=2048,
                               widget=forms.URLInput(attrs={"placeholder": "https://your-api.com/v1"}), **common)

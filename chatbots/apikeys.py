@@ -19,6 +19,7 @@ from django.utils import timezone
 from byoi.audit import audit_record
 from byoi.errors import NotFound
 from wizchat.plans import plan_check_api_key_limit
+from wizchat.textcheck import text_problem
 
 from .models import ApiKey, Chatbot
 
@@ -61,6 +62,8 @@ def apikey_create(chatbot: Chatbot, name: str, user=None) -> tuple[ApiKey, str]:
         raise KeyRejected("Give the key a name, e.g. the app or website that will use it.")
     if len(name) > 100:
         raise KeyRejected("Keep the key's name under 100 characters.")
+    if problem := text_problem(name, "the key's name"):
+        raise KeyRejected(problem)
     with transaction.atomic():
         Chatbot.objects.select_for_update().filter(pk=chatbot.pk).first()  # one creation at a time per chatbot
         plan_check_api_key_limit(chatbot)

@@ -1,5 +1,7 @@
 from django import forms
 
+from wizchat.textcheck import guard_fields
+
 from .models import Chatbot
 
 
@@ -14,6 +16,10 @@ class ChatbotForm(forms.ModelForm):
                 "max_length": "Keep the name to %(limit_value)d characters or fewer (it has %(show_value)d).",
             }
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        guard_fields(self, {"name": "the name", "instructions": "the instructions"}, multiline=("instructions",))
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

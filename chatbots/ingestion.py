@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import time
+import zlib
 from html.parser import HTMLParser
 from pathlib import PurePath
 
@@ -23,6 +24,7 @@ from byoi.access import ComponentFailed, component, failure_record, provision_on
 from byoi.backends.base import Chunk
 from byoi.errors import BackendError, NotFound
 from wizchat.plans import plan_check_document_limit
+from wizchat.textcheck import control_characters_removed, text_problem
 
 from . import extraction
 from .models import Chatbot, Document, DocumentSource
@@ -90,8 +92,10 @@ def _decode(data: bytes, filename: str) -> str:
 
 def _pdf_text(data: bytes, filename: str) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
+    damaged = (f"“{filename}” could not be read as a PDF (the file is damaged or not a PDF). Export it again and "
+               "re-upload.")
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -99,9 +103,16 @@ def _pdf_text(data: bytes, filename: str) -> str:
         pages = [page.extract_text() or "" for page in reader.pages]
     except DocumentRejected:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError):
-        raise DocumentRejected(f"“{filename}” could not be read as a PDF (the file is damaged or not a PDF). "
-                               "Export it again and re-upload.") from None
+    except LimitReachedError:
+        # A small file whose streams inflate past pypdf's limits: a decompression bomb, or a PDF far too big.
+        raise DocumentRejected(f"“{filename}” expands to more data than WizChat reads from one PDF. Split it into "
+                               "smaller PDFs, or paste its text.") from None
+    except (PyPdfError, zlib.error, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError,
+            UnicodeError, RecursionError, OverflowError):
+        raise DocumentRejected(damaged) from None
+    except Exception as error:  # noqa: BLE001 - a parser bug must still be a message, never a 500
+        log.warning("PDF parser failed on an upload with %s", type(error).__name__)
+        raise DocumentRejected(damaged) from None
     text = "\n\n".join(pages)
     if not text.strip():
         raise DocumentRejected(f"“{filename}” has no text to extract (a scanned PDF?). Upload a PDF with a text "
@@ -138,8 +149,9 @@ def document_parse(filename: str, data: bytes) -> tuple[str, str]:
 
 
 def normalize(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    text = re.sub(r"[ \t\f\v]+", " ", text)
+    """Line breaks unified, runs of spaces collapsed, control characters a parsed file may hold removed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = control_characters_removed(re.sub(r"[ \t\f\v]+", " ", text), multiline=True)
     text = re.sub(r" *\n *", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -191,16 +203,21 @@ def document_add(chatbot: Chatbot, *, title: str = "", text: str | None = None, 
     Returns (document, outcome) with outcome "added", "updated" or "unchanged". The same title or the same
     content updates the existing document instead of adding a duplicate. Raises DocumentRejected for bad
     input and PlanLimitReached when a new document exceeds the plan."""
+    title = (title or "").strip()
+    filename = control_characters_removed(PurePath(filename or "").name)
+    if problem := text_problem(title, "the title"):
+        raise DocumentRejected(problem)
     if data is not None:
         file_type, text = document_parse(filename, data)
         size = len(data)
-        title = (title or "").strip() or PurePath(filename).stem[:255] or "Untitled"
+        title = title or PurePath(filename).stem[:255].strip() or "Untitled"
     else:
+        if problem := text_problem(text or "", "the pasted text", multiline=True):
+            raise DocumentRejected(problem)
         text = normalize(text or "")
         if not text:
             raise DocumentRejected("The text is empty. Paste some text to add.")
         file_type, size = "paste", len(text.encode())
-        title = (title or "").strip()
         if not title:
             raise DocumentRejected("Give the pasted text a title.")
     if len(title) > 255:
@@ -227,7 +244,7 @@ def document_add(chatbot: Chatbot, *, title: str = "", text: str | None = None, 
         outcome = "updated"
         # A previous version may have chunks and nodes (or a failed job left some): remove them first.
         document.purge_first = True
-    document.filename = PurePath(filename).name[:255] if filename else ""
+    document.filename = filename[:255]
     document.file_type = file_type
     document.size_bytes = size
     document.content_hash = digest
