@@ -3,23 +3,32 @@ and the times WizChat could not reach one of their components while answering, i
 
 Built from the audit events (field names, hosts and outcome codes, never a secret), newest first. Runtime failures of a
 customer's component are recorded at most once per component, code and activity every FAILURE_QUIET_MINUTES,
-so an outage of their database does not write a row per question."""
+so an outage of their database does not write a row per question.
+
+The same failures mark the component failing on the chatbot page (`traffic_*` fields); the first call that works
+again afterwards marks it recovered. Working calls cost no database write: each process keeps the set of
+components currently marked failing, reloaded every FAILING_RELOAD_SECONDS."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from byoi.audit import audit_record
-from byoi.models import AuditEvent
+from byoi.models import AuditEvent, BYOIComponent
 from byoi.registry import KINDS, label
+
+FAILING_RELOAD_SECONDS = 15
 
 FAILURE_QUIET_MINUTES = 10
 SHOWN = ("byoi.enabled", "byoi.disabled", "byoi.component_saved", "byoi.component_enabled",
          "byoi.component_disabled", "byoi.component_deleted", "byoi.connection_test_finished",
-         "byoi.data_migrated", "byoi.component_failed", "byoi.outbox_drained")
+         "byoi.data_migrated", "byoi.component_failed", "byoi.component_recovered", "byoi.outbox_drained")
 
 
 @dataclass
@@ -62,6 +71,8 @@ def _describe(action: str, d: dict) -> tuple[str, str]:
     if action == "byoi.component_failed":
         where = f" ({d['host']})" if d.get("host") else ""
         return f"{kind_label}{where} failed while {d.get('during', 'in use')} ({d.get('code')})", "failed"
+    if action == "byoi.component_recovered":
+        return f"{kind_label} works again: WizChat reached it while {d.get('during', 'in use')}", "ok"
     if action == "byoi.outbox_drained":
         return f"{kind_label} reachable again: the messages queued meanwhile are delivered", "ok"
     return action, "info"
@@ -84,10 +95,84 @@ def component_failure_record(chatbot, *, kind: str, code: str, during: str, host
     since = timezone.now() - timedelta(minutes=FAILURE_QUIET_MINUTES)
     recent = AuditEvent.objects.filter(chatbot_id=chatbot.id, action="byoi.component_failed", created__gte=since,
                                        detail__kind=kind, detail__code=code, detail__during=during)
+    if kind in KINDS:
+        _mark_failing(chatbot.id, kind, code, during)
     if recent.exists():
         return False
     audit_record("byoi.component_failed", chatbot=chatbot, kind=kind, code=code, during=during, host=host)
     return True
+
+
+# --- what real traffic says about a component: failing, or working again -------------------------------------
+
+_lock = threading.Lock()
+_failing: set[tuple[str, str]] = set()  # (chatbot id, kind) marked failing, as this process last loaded them
+_loaded_at = float("-inf")
+
+
+def _mark_failing(chatbot_id, kind: str, code: str, during: str) -> None:
+    """The chatbot's component of `kind` failed in real traffic just now (one UPDATE; failures are rare)."""
+    now = timezone.now()
+    # "Failing since" restarts when a Test Connection passed after the earlier failure.
+    since = Case(When(Q(traffic_failing_since__isnull=True) | Q(last_checked__gt=F("traffic_failing_since")),
+                      then=Value(now)), default=F("traffic_failing_since"))
+    BYOIComponent.objects.filter(chatbot_id=chatbot_id, kind=kind).update(
+        traffic_seen=now, traffic_failing_since=since, traffic_error_code=code[:32], traffic_during=during[:40],
+        traffic_fingerprint=F("fingerprint"))
+    with _lock:
+        _failing.add((str(chatbot_id), kind))
+
+
+def _failing_reload() -> None:
+    """Reload the components marked failing every FAILING_RELOAD_SECONDS (another process, a Celery worker
+    say, may have marked them)."""
+    global _loaded_at
+    with _lock:
+        if time.monotonic() - _loaded_at < FAILING_RELOAD_SECONDS:
+            return
+    rows = BYOIComponent.objects.filter(traffic_failing_since__isnull=False).values_list("chatbot_id", "kind")
+    loaded = {(str(chatbot_id), kind) for chatbot_id, kind in rows}
+    with _lock:
+        _failing.clear()
+        _failing.update(loaded)
+        _loaded_at = time.monotonic()
+
+
+def failing_forget() -> None:
+    """Reload the failing components at the next call (tests; a process that cleared them by hand)."""
+    global _loaded_at
+    with _lock:
+        _failing.clear()
+        _loaded_at = float("-inf")
+
+
+def component_success_record(chatbot, stack, kinds, during: str, *, log: bool = True) -> list[str]:
+    """Real traffic reached the chatbot's components of `kinds` just now (`stack`: the one it went through,
+    to skip WizChat's defaults; None when the caller knows they were the customer's). Those marked failing are
+    marked working again, and unless `log` is off the connection log says so; for the others this costs no
+    database access, only a look at this process's set. Returns the kinds marked recovered."""
+    if stack is not None:
+        kinds = [kind for kind in kinds if stack.sources.get(kind) == "custom"]
+    if not kinds:
+        return []
+    key = str(chatbot.id)
+    _failing_reload()
+    with _lock:
+        candidates = [kind for kind in kinds if (key, kind) in _failing]
+    recovered = []
+    for kind in candidates:
+        now = timezone.now()
+        updated = BYOIComponent.objects.filter(chatbot_id=chatbot.id, kind=kind,
+                                               traffic_failing_since__isnull=False).update(
+            traffic_seen=now, traffic_failing_since=None, traffic_error_code="", traffic_during=during[:40],
+            traffic_fingerprint=F("fingerprint"))
+        with _lock:
+            _failing.discard((key, kind))
+        if updated and log:
+            audit_record("byoi.component_recovered", chatbot=chatbot, kind=kind, during=during)
+        if updated:
+            recovered.append(kind)
+    return recovered
 
 
 def outbox_drained_record(chatbot) -> bool:

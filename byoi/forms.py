@@ -242,6 +242,6 @@ def save_warnings(saved, disabling) -> list[str]:
                         "See the error and hint below, fix the settings and Re-test.")
     if disabling:
         names = ", ".join(s.spec.label for s in disabling)
-        warnings.append(f"Now using WizChat defaults for: {names}. Data in your infrastructure is not "
-                        "migrated; an operator can copy it with `manage.py byoi_migrate`.")
+        warnings.append(f"Now using WizChat defaults for: {names}. Data already in your infrastructure stays "
+                        "there and is not copied to WizChat.")
     return warnings

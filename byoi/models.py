@@ -34,11 +34,22 @@ class BYOIComponent(models.Model):
     error_message = models.TextField(blank=True)
     fingerprint = models.CharField(max_length=64, blank=True)
     tested_fingerprint = models.CharField(max_length=64, blank=True)
+    # What WizChat last saw of the component in real traffic (chat, ingestion, conversations), for the settings
+    # of `traffic_fingerprint`: written when a failure is seen and when traffic works again after one (byoi.activity),
+    # never on every call. The chatbot page shows whichever is newer, this or the last Test Connection.
+    traffic_seen = models.DateTimeField(null=True, blank=True)
+    traffic_failing_since = models.DateTimeField(null=True, blank=True)
+    traffic_error_code = models.CharField(max_length=32, blank=True)
+    traffic_during = models.CharField(max_length=40, blank=True)
+    traffic_fingerprint = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chatbot", "kind"], name="one_component_per_kind")]
+        # Processes reload the (few) failing components every few seconds to notice recoveries cheaply.
+        indexes = [models.Index(fields=["traffic_failing_since"], name="byoi_component_failing",
+                                condition=models.Q(traffic_failing_since__isnull=False))]
         ordering = ["chatbot", "kind"]
         verbose_name = "BYOI component"
 
@@ -79,6 +90,21 @@ class BYOIComponent(models.Model):
 
     def compute_fingerprint(self) -> str:
         return settings_fingerprint(self.kind, self.values, self.secrets)
+
+    @property
+    def traffic_is_newer(self) -> bool:
+        """Whether real traffic, on these settings, was seen after the last Test Connection."""
+        if self.traffic_seen is None or self.traffic_fingerprint != self.fingerprint:
+            return False
+        return self.last_checked is None or self.traffic_seen > self.last_checked
+
+    @property
+    def seen_status(self) -> str:
+        """What WizChat last saw: "failing" (real traffic fails), else the last Test Connection's status, or
+        "ok" when traffic recovered after it."""
+        if self.traffic_is_newer:
+            return "failing" if self.traffic_failing_since else Status.OK
+        return self.status
 
 
 class ConnectionTest(models.Model):
@@ -127,9 +153,55 @@ class ConnectionTest(models.Model):
         return self.state in (self.State.OK, self.State.FAILED)
 
     @property
+    def shown_steps(self) -> list[dict]:
+        """The steps as the page shows them: a step that passed but leaves the connection unencrypted (SSL Mode
+        "prefer" or "allow" against a server without SSL) is a warning, not a pass. A check may also report
+        "warn" itself."""
+        shown = []
+        for step in self.steps or []:
+            if (step.get("status") == "ok" and step.get("name") == "tls"
+                    and "not be encrypted" in (step.get("message") or "")):
+                step = {**step, "status": "warn", "hint": step.get("hint") or (
+                    "Anyone on the network path can read this traffic. Enable SSL on the server, then choose "
+                    "SSL Mode “require” or stronger.")}
+            shown.append(step)
+        return shown
+
+    @property
+    def warning_count(self) -> int:
+        return sum(1 for step in self.shown_steps if step.get("status") == "warn")
+
+    @property
     def failed_step(self) -> dict | None:
         """The step that stopped the run (a dict as stored in `steps`), or None."""
         return next((s for s in self.steps or [] if s.get("status") == "failed"), None)
+
+
+class SecretDraft(models.Model):
+    """What a customer typed into secret fields of a form that came back with an error, kept server-side
+    (encrypted) so they need not type it again. The page holds only this row's id; rows expire after
+    byoi.drafts.TTL_MINUTES and are deleted when the form is saved."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey("wizchat.Account", on_delete=models.CASCADE, related_name="secret_drafts")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # {kind: {"secrets": {name: value}, "bound": {name: value of each field that rebinds the secret}}}
+    payload = encrypt(models.TextField(default="{}", blank=True))
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created"], name="byoi_secretdraft_created")]
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"<SecretDraft {self.id}>"
+
+    @property
+    def content(self) -> dict:
+        return json.loads(self.payload or "{}")
+
+    @content.setter
+    def content(self, value: dict) -> None:
+        self.payload = json.dumps(value)
 
 
 class AuditEvent(models.Model):

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from wizchat.plans import byoi_plan_names
 
@@ -30,7 +32,31 @@ class ComponentStatus:
 
     @property
     def status(self) -> str:
-        return self.component.status if self.custom else "default"
+        """What WizChat last saw of it: "failing" (real traffic), "ok", "failed" (Test Connection), "untested",
+        or "default" for a WizChat default."""
+        return self.component.seen_status if self.custom else "default"
+
+    @property
+    def from_traffic(self) -> bool:
+        """Whether the status comes from real traffic (newer than the last Test Connection)."""
+        return self.custom and self.component.traffic_is_newer
+
+    @property
+    def failing_since(self) -> str:
+        """"10:42" today, else "3 Dec, 10:42" (the server's time zone, as every time on the page)."""
+        since = self.component.traffic_failing_since if self.status == "failing" else None
+        if since is None:
+            return ""
+        since, now = timezone.localtime(since), timezone.localtime()
+        return date_format(since, "H:i" if since.date() == now.date() else "j M, H:i")
+
+    @property
+    def error_code(self) -> str:
+        if not self.custom:
+            return ""
+        if self.status == "failing":
+            return self.component.traffic_error_code
+        return self.component.error_code if self.status == "failed" else ""
 
 
 def component_status(chatbot, kind: str, component: BYOIComponent | None,
@@ -41,7 +67,7 @@ def component_status(chatbot, kind: str, component: BYOIComponent | None,
     if custom:
         row.location = [(f.label, component.values[f.name]) for f in spec.location_fields
                         if f.name in component.values]
-        row.hint = HINTS.get(component.error_code, "") if component.status == "failed" else ""
+        row.hint = HINTS.get(row.error_code, "") if row.error_code else ""
         row.test = test
         row.retest_url = reverse("byoi:retest", args=[chatbot.id, kind])
     return row

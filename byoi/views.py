@@ -12,10 +12,12 @@ from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from chatbots.services import chatbot_get_for_user
 from wizchat.accounts import account_for_user
+from wizchat.formerrors import error_summary
 from wizchat.plans import PlanLimitReached
 
 from . import services
 from .activity import FAILURE_QUIET_MINUTES, activity_list
+from .drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_mark, tests_attach
 from .errors import NotFound
 from .forms import ByoiPanel, component_form, save_warnings
 from .registry import KINDS
@@ -39,21 +41,27 @@ def _chatbot(request, chatbot_id):
     return _chatbot_or_404(request, chatbot_id) if chatbot_id is not None else None
 
 
+def _rerendered(request, chatbot_id) -> ByoiPanel:
+    """The panel re-rendered from what was posted, without validating; kept secrets still say so."""
+    account = account_for_user(request.user)
+    data, kept = draft_fill(request.POST, account=account, user=request.user)
+    panel = ByoiPanel(data, account=account, chatbot=_chatbot(request, chatbot_id), bind=False)
+    draft_mark(panel, kept)
+    return panel
+
+
 @login_required
 @require_POST
 def panel_partial(request, chatbot_id=None):
     """The panel after "Enable BYOI" was flipped: open with its component switches, or collapsed."""
-    panel = ByoiPanel(request.POST, account=account_for_user(request.user), chatbot=_chatbot(request, chatbot_id),
-                      bind=False)
-    return render(request, "byoi/partials/_panel.html", {"panel": panel})
+    return render(request, "byoi/partials/_panel.html", {"panel": _rerendered(request, chatbot_id)})
 
 
 @login_required
 @require_POST
 def section_partial(request, kind, chatbot_id=None):
     """One component after its switch was flipped: its fields revealed, or hidden."""
-    panel = ByoiPanel(request.POST, account=account_for_user(request.user), chatbot=_chatbot(request, chatbot_id),
-                      bind=False)
+    panel = _rerendered(request, chatbot_id)
     return render(request, "byoi/partials/_component.html", {"panel": panel, "section": panel.section(_kind(kind))})
 
 
@@ -151,7 +159,7 @@ def byoi_settings(request, chatbot_id):
     """BYOI settings of an existing chatbot: enable, change or disable components later."""
     chatbot = _chatbot_or_404(request, chatbot_id)
     account = account_for_user(request.user)
-    data = request.POST if request.method == "POST" else None
+    data, kept = draft_fill(request.POST if request.method == "POST" else None, account=account, user=request.user)
     refresh = data is not None and "byoi-refresh" in data
     panel = ByoiPanel(data, account=account, chatbot=chatbot, bind=not refresh)
     if data is not None and not refresh and panel.is_valid():
@@ -163,10 +171,20 @@ def byoi_settings(request, chatbot_id):
         except services.ComponentInvalid:
             pass  # the errors are on the fields
         else:
+            draft_discard(data, account=account, user=request.user)
             messages.success(request, "BYOI settings saved.")
             for warning in save_warnings(saved, disabling):
                 messages.warning(request, warning)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
-    return render(request, "byoi/settings.html", {"chatbot": chatbot, "panel": panel,
-                                                  "activity": activity_list(chatbot),
-                                                  "quiet_minutes": FAILURE_QUIET_MINUTES})
+    context = {"chatbot": chatbot, "panel": panel, "activity": activity_list(chatbot),
+               "quiet_minutes": FAILURE_QUIET_MINUTES, "draft_id": "", "summary": []}
+    if data is not None and refresh:
+        draft_mark(panel, kept)
+        context["draft_id"] = data.get(DRAFT_FIELD, "") if kept else ""
+    elif data is not None:
+        # Nothing was saved: keep the typed secrets and the Test Connection results, say what to fix.
+        context["draft_id"] = draft_keep(panel, data, account=account, user=request.user)
+        tests_attach(panel, account=account)
+        context["summary"] = error_summary([(s.spec.label, s.form) for s in panel.active_sections], panel.errors,
+                                           "#byoi-panel")
+    return render(request, "byoi/settings.html", context)

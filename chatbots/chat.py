@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from byoi.access import ComponentFailed, component, failure_record, resolve_stack
+from byoi.activity import component_success_record
 from byoi.backends.embeddings import LocalEmbeddings
 from wizchat.plans import PlanLimitReached
 
@@ -136,6 +137,9 @@ class ChatHost:
     def failure_record(self, chatbot, failure: ComponentFailed, during: str) -> None:
         """Note a failure of one of the customer's components where the customer will see it."""
 
+    def success_record(self, chatbot, stack, kinds: list[str], during: str) -> None:
+        """Note that these components just worked (a component shown failing turns green again)."""
+
     def store_begin(self, chatbot, first, stack, queued: bool | None):
         """Start storing the question while the answer is prepared (None: stored at the end instead)."""
         return None
@@ -165,6 +169,12 @@ class PlatformHost(ChatHost):
 
     def failure_record(self, chatbot, failure: ComponentFailed, during: str) -> None:
         failure_record(chatbot, failure, during)
+
+    def success_record(self, chatbot, stack, kinds: list[str], during: str) -> None:
+        try:
+            component_success_record(chatbot, stack, kinds, during)
+        except Exception:  # noqa: BLE001 - noting a recovery must never break an answer
+            log.exception("Could not note the recovery of chatbot %s", chatbot.id)
 
     def store_begin(self, chatbot, first, stack, queued: bool | None):
         from conversations.services import conversation_append_start
@@ -374,6 +384,8 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
                 answer.append(delta)
                 yield {"event": "token", "text": delta}
         usage = usage_of(prepared.messages, "".join(answer), reported)
+        host.success_record(chatbot, stack, ["llm", "embeddings", "vector_store"] if known.has_chunks else ["llm"],
+                            "answering")
         yield {"event": "sources", "sources": sources}
     except ComponentFailed as error:
         failed = error

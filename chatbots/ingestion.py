@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from byoi.access import ComponentFailed, component, failure_record, provision_once, resolve_stack
+from byoi.activity import component_success_record
 from byoi.backends.base import Chunk
 from byoi.errors import BackendError, NotFound
 from wizchat.plans import plan_check_document_limit
@@ -356,7 +357,16 @@ def document_ingest(document_id) -> Document:
         _clean_up_after_delete(document)
         return document
     DocumentSource.objects.filter(document=document).delete()
+    _worked(document.chatbot, stack)
     return document
+
+
+def _worked(chatbot: Chatbot, stack) -> None:
+    """The job reached the stores: components shown failing on the chatbot page turn green again."""
+    try:
+        component_success_record(chatbot, stack, ["embeddings", "vector_store", "graph"], "adding a document")
+    except Exception:  # noqa: BLE001 - noting a recovery must never fail a finished job
+        log.exception("Could not note the recovery of chatbot %s", chatbot.id)
 
 
 def _clean_up_after_delete(document: Document) -> None:

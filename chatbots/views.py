@@ -6,10 +6,12 @@ from django.shortcuts import redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_http_methods
 
+from byoi.drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_mark, tests_attach
 from byoi.errors import NotFound
 from byoi.forms import ByoiPanel, save_warnings
 from byoi.services import ComponentInvalid
 from wizchat.accounts import account_for_user
+from wizchat.formerrors import error_summary
 from wizchat.plans import PlanLimitReached
 
 from . import ingestion, services
@@ -52,7 +54,8 @@ def chatbot_new(request):
     """Create New Chatbot, with the BYOI panel. Nothing is created unless the chatbot and every enabled
     component are valid; then the chatbot and its components are saved in one transaction."""
     account = account_for_user(request.user)
-    data = request.POST if request.method == "POST" else None
+    # Secrets kept from a previous failed submit fill the fields left blank (byoi.drafts).
+    data, kept = draft_fill(request.POST if request.method == "POST" else None, account=account, user=request.user)
     # Without JavaScript, "Show the BYOI fields" re-renders the page from the posted switches, creating nothing.
     refresh = data is not None and "byoi-refresh" in data
     form = ChatbotForm(None if refresh else data, initial=data.dict() if refresh else None)
@@ -67,11 +70,22 @@ def chatbot_new(request):
         except ComponentInvalid:
             pass  # the errors are on the component's fields
         else:
+            draft_discard(data, account=account, user=request.user)
             messages.success(request, f"Chatbot “{chatbot.name}” created.")
             for warning in save_warnings(saved, []):
                 messages.warning(request, warning)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
-    context = {"form": form, "account": account, "panel": panel, "byoi_panel_template": "byoi/partials/_panel.html"}
+    context = {"form": form, "account": account, "panel": panel, "byoi_panel_template": "byoi/partials/_panel.html",
+               "draft_id": "", "summary": []}
+    if data is not None and refresh:
+        draft_mark(panel, kept)
+        context["draft_id"] = data.get(DRAFT_FIELD, "") if kept else ""
+    elif data is not None:
+        # Nothing was created: keep the typed secrets and the Test Connection results, say what to fix.
+        context["draft_id"] = draft_keep(panel, data, account=account, user=request.user)
+        tests_attach(panel, account=account)
+        context["summary"] = error_summary([("", form)] + [(s.spec.label, s.form) for s in panel.active_sections],
+                                           panel.errors, "#byoi-panel")
     return render(request, "chatbots/create.html", context)
 
 

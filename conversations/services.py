@@ -148,10 +148,12 @@ def outbox_flush(chatbot, stack=None) -> int:
 
 
 def _note_if_drained(chatbot) -> None:
-    """The customer's connection log says when their conversations database took the queued messages."""
-    if not Outbox.objects.filter(chatbot=chatbot).exists():
-        from byoi.activity import outbox_drained_record
+    """The customer's conversations database took queued messages: the chatbot page shows it working again,
+    and once the outbox is empty the connection log says so."""
+    from byoi.activity import component_success_record, outbox_drained_record
 
+    component_success_record(chatbot, None, ["conversations"], "saving messages", log=False)
+    if not Outbox.objects.filter(chatbot=chatbot).exists():
         outbox_drained_record(chatbot)
 
 

@@ -383,21 +383,23 @@ def test_it_disables_a_component_and_warns_that_data_is_not_migrated(owner_clien
     response = owner_client.post(settings_url(byoi_bot), data, follow=True)
     body = response.content.decode()
     assert not byoi_bot.components.get(kind="vector_store").enabled
-    assert "Data in your infrastructure is not migrated" in body
-    assert "manage.py byoi_migrate" in body
+    assert "Data already in your infrastructure stays there and is not copied to WizChat" in body
+    assert "manage.py" not in body
 
 
 def test_it_warns_before_a_component_is_disabled(owner_client, byoi_bot):
     url = f"/byoi/chatbots/{byoi_bot.id}/panel/vector_store/"
     body = owner_client.post(url, {"byoi-enabled": "on"}, **HX).content.decode()
     assert "Disabling Vector Store" in body
-    assert "manage.py byoi_migrate" in body
+    assert "not copied to WizChat" in body
+    assert "manage.py" not in body
 
 
 def test_it_warns_before_byoi_as_a_whole_is_disabled(owner_client, byoi_bot):
     body = owner_client.post(f"/byoi/chatbots/{byoi_bot.id}/panel/", {}, **HX).content.decode()
     assert "Disabling BYOI" in body
-    assert "manage.py byoi_migrate" in body
+    assert "not copied to WizChat" in body
+    assert "manage.py" not in body
 
 
 def test_it_disables_byoi_as_a_whole(owner_client, byoi_bot):

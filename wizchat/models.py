@@ -43,3 +43,31 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.account}"
+
+
+class UpgradeRequest(models.Model):
+    """A team asking for another plan. There is no payment provider: staff see the requests in the admin and
+    move the account to the plan there (the admin's "Apply" action)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        DONE = "done", "Done"
+        DECLINED = "declined", "Declined"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="upgrade_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    current_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+",
+                                     help_text="The account's plan when it asked")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="upgrade_requests",
+                             help_text="The plan asked for")
+    message = models.TextField(blank=True, max_length=2000)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created = models.DateTimeField(auto_now_add=True)
+    handled = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.account} → {self.plan}"

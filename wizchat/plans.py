@@ -67,3 +67,40 @@ def plan_check_api_key_limit(chatbot) -> None:
             f"Your {plan.name} plan allows {plan.max_api_keys} active API keys per chatbot. "
             "Revoke one or upgrade your plan to create another."
         )
+
+
+class UpgradeRefused(Exception):
+    """An upgrade request that cannot be taken (its message says why)."""
+
+
+def upgrade_request_create(account: Account, user, plan_slug: str, message: str = ""):
+    """Ask staff to move `account` to another plan; an open request of the account is updated instead of
+    adding a second one. Returns the request."""
+    from .models import UpgradeRequest
+
+    plan = Plan.objects.filter(slug=plan_slug).first()
+    if plan is None:
+        raise UpgradeRefused("Choose one of the plans listed.")
+    if plan.pk == account.plan_id:
+        raise UpgradeRefused(f"Your team is already on the {plan.name} plan.")
+    message = (message or "").strip()[:2000]
+    request = account.upgrade_requests.filter(status=UpgradeRequest.Status.OPEN).first()
+    if request is None:
+        request = UpgradeRequest(account=account, current_plan=account.plan)
+    request.requested_by, request.plan, request.message = user, plan, message
+    request.save()
+    return request
+
+
+def upgrade_request_apply(request) -> None:
+    """Staff accepted the request: the account moves to the plan asked for."""
+    from django.utils import timezone
+
+    from .models import UpgradeRequest
+
+    account = request.account
+    account.plan = request.plan
+    account.save(update_fields=["plan"])
+    request.status = UpgradeRequest.Status.DONE
+    request.handled = timezone.now()
+    request.save(update_fields=["status", "handled"])

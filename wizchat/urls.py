@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.templatetags.static import static
+from django.urls import include, path, reverse_lazy
 from django.views.decorators.http import require_http_methods
+from django.views.generic import RedirectView
 
-from . import views
+from . import views, views_account
 from .forms import LoginForm
 
 urlpatterns = [
@@ -13,8 +15,21 @@ urlpatterns = [
     path("login/", require_http_methods(["GET", "POST"])(
         auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=LoginForm)), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views_account.account_page, name="account"),
+    path("account/password/", auth_views.PasswordChangeView.as_view(
+        template_name="account/password.html", success_url=reverse_lazy("password_changed")), name="password_change"),
+    path("account/password/changed/", auth_views.PasswordChangeDoneView.as_view(
+        template_name="account/password_changed.html"), name="password_changed"),
+    path("account/team/", views_account.team_page, name="team"),
+    path("account/plan/", views_account.plan_page, name="plan"),
+    path("dashboard/api-keys/", views_account.api_keys_page, name="api_keys"),
+    path("docs/", views_account.docs_page, name="docs"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("dashboard/chatbots/", include("chatbots.urls")),
     path("byoi/", include("byoi.urls")),
     path("admin/", admin.site.urls),
     path("", include("chatbots.urls_api")),
 ]
+
+handler404 = "wizchat.views_account.page_not_found"
+handler500 = "wizchat.views_account.server_error"

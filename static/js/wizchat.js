@@ -36,8 +36,40 @@ document.addEventListener("DOMContentLoaded", () => {  // what the page was serv
   document.querySelectorAll(served).forEach((input) => remember({ target: input }));
 });
 
+// A finished Test Connection result is kept, for the life of the page, with the values it tested: when the
+// component's fields come back (its switch or "Enable BYOI" flipped off and on) with the same values, so does the
+// result, instead of "Not tested yet" or the saved settings' older status.
+const results = new Map();  // fields id -> {html, values}
+const testing = new Map();  // fields id -> values when Test Connection was clicked
+
+function fieldValues(fields) {
+  return JSON.stringify(Array.from(fields.querySelectorAll("[name]"), (input) =>
+    [input.name, input.type === "checkbox" ? input.checked : input.value]));
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const button = event.target.closest && event.target.closest(".test-button");
+  const fields = button && button.closest(".component-fields");
+  if (fields) testing.set(fields.id, fieldValues(fields));
+});
+
+function keepResult(status) {
+  const fields = status.closest(".component-fields");
+  if (!fields || !testing.has(fields.id) || status.hasAttribute("hx-get") || !status.querySelector(".test-summary")) {
+    return;
+  }
+  results.set(fields.id, { html: status.outerHTML, values: testing.get(fields.id) });
+}
+
+function restoreResult(fields) {
+  const kept = results.get(fields.id);
+  const status = fields.querySelector(".test-status");
+  if (kept && status && kept.values === fieldValues(fields)) status.outerHTML = kept.html;
+}
+
 document.addEventListener("htmx:afterSettle", (event) => {
   const swapped = event.target;
+  if (swapped.classList && swapped.classList.contains("test-status")) keepResult(swapped);
   if (swapped.id === "byoi-panel") {
     for (const id of switchedOn) {
       const componentSwitch = document.getElementById(id);
@@ -52,7 +84,28 @@ document.addEventListener("htmx:afterSettle", (event) => {
       if (!typed.has(input.name)) continue;
       if (input.type === "checkbox") input.checked = typed.get(input.name); else input.value = typed.get(input.name);
     }
+    const sections = swapped.matches(".component-fields") ? [swapped] : swapped.querySelectorAll(".component-fields");
+    sections.forEach(restoreResult);
   }
+});
+
+// A form that came back with errors: the summary at the top takes the focus (screen readers read it, the page
+// scrolls to it), and each of its links puts the cursor in the field it names.
+document.addEventListener("DOMContentLoaded", () => {
+  const summary = document.getElementById("error-summary");
+  if (summary) {
+    summary.focus();
+    summary.scrollIntoView({ block: "start" });
+  }
+});
+document.addEventListener("click", (event) => {
+  const link = event.target.closest(".error-summary a[href^='#']");
+  if (!link) return;
+  const field = document.getElementById(decodeURIComponent(link.hash.slice(1)));
+  if (!field) return;
+  event.preventDefault();
+  field.scrollIntoView({ block: "center" });
+  field.focus({ preventScroll: true });
 });
 
 // Copy buttons (the new API key, the widget snippet): the value stays in the page only.
