@@ -4,7 +4,7 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.module_loading import import_string
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from byoi.drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_mark, tests_attach
 from byoi.errors import NotFound
@@ -26,6 +26,15 @@ DETAIL_SECTIONS = [
 ]
 
 
+def detail_context(request, chatbot, **extra) -> dict:
+    """The chatbot page's context: every section's, then `extra` (what a form post adds to its card)."""
+    context = {"chatbot": chatbot}
+    for provider in DETAIL_SECTIONS:
+        context.update(import_string(provider)(request, chatbot))
+    context.update(extra)
+    return context
+
+
 def chatbot_or_404(request, chatbot_id):
     """The user's chatbot; 404 for any other (the chatbots views' one lookup)."""
     try:
@@ -42,6 +51,7 @@ def document_or_404(request, chatbot_id, document_id):
 
 
 @login_required
+@require_GET
 def chatbot_list(request):
     account = account_for_user(request.user)
     chatbots = account.chatbots.all()
@@ -90,12 +100,10 @@ def chatbot_new(request):
 
 
 @login_required
+@require_GET
 def chatbot_detail(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
-    context = {"chatbot": chatbot}
-    for provider in DETAIL_SECTIONS:
-        context.update(import_string(provider)(request, chatbot))
-    return render(request, "chatbots/detail.html", context)
+    return render(request, "chatbots/detail.html", detail_context(request, chatbot))
 
 
 @login_required

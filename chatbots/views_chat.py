@@ -4,14 +4,13 @@ from datetime import datetime
 from django.contrib.auth.decorators import login_required
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
-from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET, require_POST
 
 from byoi.access import ComponentFailed
 from conversations import services as conversations
 
 from . import chat
-from .views import DETAIL_SECTIONS, chatbot_or_404
+from .views import chatbot_or_404, detail_context
 
 
 def _sse(events):
@@ -39,11 +38,7 @@ def chat_ask(request, chatbot_id):
                     "conversation_id": result["conversation_id"]}
     if request.htmx:
         return render(request, "chatbots/partials/_chat.html", {"chatbot": chatbot, **chat_context})
-    context = {"chatbot": chatbot}
-    for provider in DETAIL_SECTIONS:
-        context.update(import_string(provider)(request, chatbot))
-    context.update(chat_context)
-    return render(request, "chatbots/detail.html", context)
+    return render(request, "chatbots/detail.html", detail_context(request, chatbot, **chat_context))
 
 
 def _parse_time(value):

@@ -5,22 +5,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.utils.module_loading import import_string
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from byoi.errors import NotFound
 from wizchat.plans import PlanLimitReached
 
 from . import apikeys, deployments
-from .views import DETAIL_SECTIONS, chatbot_or_404
+from .views import chatbot_or_404, detail_context
 from .widget import OriginRejected, origins_clean
 
 
 def _page(request, chatbot, card: str, **extra):
-    context = {"chatbot": chatbot}
-    for provider in DETAIL_SECTIONS:
-        context.update(import_string(provider)(request, chatbot))
-    context.update(extra)
+    context = detail_context(request, chatbot, **extra)
     if request.htmx:
         return render(request, f"chatbots/partials/_{card}.html", context)
     return render(request, "chatbots/detail.html", context)
@@ -53,6 +49,7 @@ def deploy_stop(request, chatbot_id):
 
 
 @login_required
+@require_GET
 def deploy_status(request, chatbot_id):
     """The Deploy card alone, polled while a deployment starts."""
     chatbot = chatbot_or_404(request, chatbot_id)

@@ -1,6 +1,5 @@
 """Copy a chatbot's data between WizChat's default stores and its own (BYOI) stores, in either direction."""
 
-import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -45,17 +44,10 @@ class Command(BaseCommand):
                                  "chatbot's components.")
 
     def handle(self, *args, **options):
-        from chatbots.models import Chatbot
+        from chatbots.management.commands._chatbot_arg import chatbot_from_arg
         from conversations.models import Outbox
 
-        raw = str(options["chatbot"]).strip()
-        try:
-            chatbot_id = uuid.UUID(raw)
-        except ValueError:
-            raise CommandError(f"{raw[:60]!r} is not a chatbot id: give the chatbot's UUID.") from None
-        chatbot = Chatbot.objects.select_related("account__plan").filter(pk=chatbot_id).first()
-        if chatbot is None:
-            raise CommandError(f"No chatbot has the id {chatbot_id}.")
+        chatbot = chatbot_from_arg(options["chatbot"])
         dry_run = options["dry_run"]
         try:
             plan = migration_plan(chatbot, options["to"], kinds_parse(options["kinds"]), switch=options["switch"])

@@ -4,9 +4,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chatbots import deploy_kubernetes
-from chatbots.deployments import DeployRefused, deployment_create, deployment_env, kubernetes_manifests
+from chatbots.deployments import DeployRefused, deployment_create, kubernetes_manifests
 
-from ._chatbot_arg import chatbot_from_arg
+from ._chatbot_arg import chatbot_from_arg, deployment_env_or_error
 
 
 class Command(BaseCommand):
@@ -22,10 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, chatbot, target, dry_run, **options):
         bot = chatbot_from_arg(chatbot)
-        try:
-            env = deployment_env(bot)
-        except DeployRefused as refused:
-            raise CommandError(str(refused)) from None
+        env = deployment_env_or_error(bot)
         if dry_run:
             if target == "kubernetes":
                 manifests = kubernetes_manifests(bot, env)

@@ -5,9 +5,9 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 
 from byoi.audit import audit_record
-from chatbots.deployments import DeployRefused, deployment_env, env_masked
+from chatbots.deployments import env_masked
 
-from ._chatbot_arg import chatbot_from_arg
+from ._chatbot_arg import chatbot_from_arg, deployment_env_or_error
 
 
 class Command(BaseCommand):
@@ -22,10 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, chatbot, reveal, output, **options):
         bot = chatbot_from_arg(chatbot)
-        try:
-            env = deployment_env(bot)
-        except DeployRefused as refused:
-            raise CommandError(str(refused)) from None
+        env = deployment_env_or_error(bot)
         if reveal and not output:
             raise CommandError("--reveal writes secrets to a file only: add --output FILE (a new file).")
         lines = "".join(f"{k}={v}\n" for k, v in sorted((env if reveal else env_masked(env)).items()))
