@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from byoi.errors import TRANSIENT_CODES
+from wizchat.textcheck import text_problem
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_MESSAGES = 200
@@ -86,6 +87,15 @@ class CompletionRequest:
 
 
 def _text_of(content, index: int) -> str:
+    text = _content_text(content, index)
+    # What a conversation stores must be storable: no control characters (NUL: PostgreSQL refuses it) nor lone
+    # surrogates (not UTF-8: the LLM call itself failed, and counted against the chatbot's LLM as if it were down).
+    if problem := text_problem(text, f"messages[{index}].content", multiline=True):
+        raise ApiError(400, problem, param=f"messages[{index}].content", code="invalid_characters")
+    return text
+
+
+def _content_text(content, index: int) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):

@@ -1,7 +1,9 @@
 """Bad input is a message, never a 500: control characters in every text the platform stores (wizchat.textcheck),
 BYOI secrets with CR/LF, and PDFs that break or bomb the parser."""
 
+import json
 import logging
+import uuid
 import zlib
 
 import pytest
@@ -254,3 +256,40 @@ def test_a_byoi_host_with_control_characters_is_refused_by_the_registry(owner_cl
     response = owner_client.post(f"/byoi/chatbots/{chatbot.id}/", data)
     assert response.status_code == 200
     assert "must not contain control characters" in body(response)
+
+
+# -- the public API ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def api(chatbot, openai_server):
+    from byoi.services import byoi_set_enabled, component_save
+    from chatbots.apikeys import apikey_create
+
+    component_save(chatbot, "llm", values=openai_server.llm_settings(), secrets={"api_key": openai_server.api_key})
+    byoi_set_enabled(chatbot, True)
+    _, key = apikey_create(chatbot, "Tests")
+
+    def ask(client, content):
+        payload = {"model": chatbot.slug, "conversation_id": str(uuid.uuid4()),
+                   "messages": [{"role": "user", "content": content}]}
+        return client.post("/v1/chat/completions", json.dumps(payload), content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    return ask
+
+
+def test_a_nul_in_a_stored_api_message_is_a_400_not_a_message_that_can_never_be_stored(client, api, openai_server):
+    from conversations.models import Outbox
+
+    response = api(client, "Which plan?\x00")
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "messages[0].content"
+    assert not openai_server.calls("/chat/completions")
+    assert not Outbox.objects.exists()
+
+
+def test_a_lone_surrogate_in_an_api_message_is_a_400_and_does_not_count_against_the_llm(client, api):
+    response = api(client, "Which plan?\ud800")
+    assert response.status_code == 400
+    assert "surrogate" in response.json()["error"]["message"]
+    assert api(client, "Which plan?").status_code == 200  # the chatbot's LLM was never marked as failing
