@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path, reverse_lazy
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic import RedirectView
 
 from . import views, views_account
@@ -11,20 +11,21 @@ from .forms import LoginForm
 urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
-    # Django's form views would also take PUT as a POST: the log-in page takes exactly what it serves.
+    # Django's form views would also take PUT as a POST (and its redirects every method): each route here takes
+    # exactly what it serves (tests/test_security_urls.py).
     path("login/", require_http_methods(["GET", "POST"])(
         auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=LoginForm)), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views_account.account_page, name="account"),
-    path("account/password/", auth_views.PasswordChangeView.as_view(
-        template_name="account/password.html", success_url=reverse_lazy("password_changed")), name="password_change"),
+    path("account/password/", require_http_methods(["GET", "POST"])(auth_views.PasswordChangeView.as_view(
+        template_name="account/password.html", success_url=reverse_lazy("password_changed"))), name="password_change"),
     path("account/password/changed/", auth_views.PasswordChangeDoneView.as_view(
         template_name="account/password_changed.html"), name="password_changed"),
     path("account/team/", views_account.team_page, name="team"),
     path("account/plan/", views_account.plan_page, name="plan"),
     path("dashboard/api-keys/", views_account.api_keys_page, name="api_keys"),
     path("docs/", views_account.docs_page, name="docs"),
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("favicon.ico", require_GET(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
     path("dashboard/chatbots/", include("chatbots.urls")),
     path("byoi/", include("byoi.urls")),
     path("admin/", admin.site.urls),
