@@ -26,8 +26,9 @@ HINTS: dict[str, str] = {
     "timeout": TIMEOUT_HINT,
     "dns": "The host name does not resolve: check the spelling and that it is published in public DNS.",
     "refused": "Connection refused: " + TIMEOUT_HINT.split(": ", 1)[1] + " Check that the service listens on this port.",
-    "blocked_address": ("This address is on a private, loopback, link-local or metadata network that WizChat does "
-                        "not connect to. Use a publicly reachable host name or address."),
+    "blocked_address": ("The address is in a range WizChat does not connect to. Use an address reachable from "
+                        "WizChat's egress addresses (listed on the BYOI panel) and allow those in your firewall, "
+                        "or ask your WizChat operator to allow-list your network."),
     "tls": SSL_HINT,
     "auth": AUTH_HINT,
     "permission": ("The account lacks a required permission. Grant it (for databases: CREATE on the database or "

@@ -145,11 +145,27 @@ def resolve_allowed(host: str, port: int, *, timeout: float | None = None) -> li
     for address in candidates:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if not address_allowed(ip):
-            where = "" if literal is not None else f"{host} resolves to "
-            raise BackendError("blocked_address",
-                               f"{where}{ip} ({why_blocked(ip)} address): WizChat does not connect to such "
-                               "addresses.")
+            # Never the address itself nor its kind of network: the message must not tell anyone what a name
+            # resolves to inside a network they cannot see.
+            raise BackendError("blocked_address", f"{host} is in an address range WizChat does not connect to, "
+                                                  "so the connection was refused before it was made.",
+                               hint=blocked_hint())
     return candidates
+
+
+def egress_sources() -> list[str]:
+    """The addresses WizChat connects from (settings.EGRESS_SOURCE_ADDRESSES), as customers write them in a
+    firewall rule: "203.0.113.10", "198.51.100.0/28"."""
+    return [str(net.network_address) if net.num_addresses == 1 else str(net)
+            for net in getattr(settings, "EGRESS_SOURCE_ADDRESSES", [])]
+
+
+def blocked_hint() -> str:
+    """What to do about a refused address range, naming the addresses to allow when the operator set them."""
+    sources = egress_sources()
+    named = f" ({', '.join(sources)})" if sources else " (ask your WizChat operator for them)"
+    return (f"Use an address of your component that is reachable from WizChat's egress addresses{named} and "
+            "allow exactly those in your firewall; or ask your WizChat operator to allow-list your network.")
 
 
 def open_first(addresses: list[str], port: int, timeout: float) -> socket.socket:

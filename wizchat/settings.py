@@ -138,6 +138,9 @@ DEFAULT_EMBEDDINGS_DIMENSIONS = env.int("DEFAULT_EMBEDDINGS_DIMENSIONS", default
 
 # Egress to customer hosts: loopback/private/link-local/metadata are refused unless allow-listed here.
 EGRESS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in env.list("EGRESS_ALLOWED_NETWORKS", default=[])]
+# The public addresses (or ranges) WizChat's connections to customers leave from — its NAT gateway's, its
+# servers' — shown on the BYOI panel so that customers allow exactly these in their firewalls.
+EGRESS_SOURCE_ADDRESSES = [ipaddress.ip_network(n, strict=False) for n in env.list("EGRESS_SOURCE_ADDRESSES", default=[])]
 BYOI_CONNECT_TIMEOUT = env.float("BYOI_CONNECT_TIMEOUT", default=5.0)
 BYOI_OPERATION_TIMEOUT = env.float("BYOI_OPERATION_TIMEOUT", default=30.0)
 # Circuit breaker per component (byoi.isolation): after a transient failure, calls fail at once for this many
