@@ -1,9 +1,10 @@
 """The spec's CUSTOM_* environment variables, to and from component settings.
 
 Names come from the registry (Field.env), values are checked by the registry's Field.coerce. Booleans are
-written "true"/"false", integers in decimal. A deployed standalone runtime builds its stack from these
-variables alone (byoi.resolver.resolve_from_env); this module imports nothing but the registry, so the runtime
-can read its environment without the platform's services. The chatbot's own variables come from
+written "true"/"false", integers in decimal, certificates (PEM) on one line with a literal \\n between
+lines. A deployed standalone runtime builds its stack from these variables alone
+(byoi.resolver.resolve_from_env); this module imports nothing but the registry, so the runtime can read its
+environment without the platform's services. The chatbot's own variables come from
 byoi.services.components_to_env."""
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _format(value, kind: str) -> str:
         return "true" if value else "false"
     if kind == "int":
         return str(int(value))
+    if kind == "pem":
+        # One line, so that a KEY=VALUE file holds it too; read back by env_to_settings (PEM has no backslash).
+        return str(value).replace("\n", "\\n")
     return str(value)
 
 
@@ -67,7 +71,7 @@ def env_to_settings(environ) -> dict[str, dict]:
                     errors[field.env] = f"Missing: the {kind.label} component needs {field.label} ({field.env})."
                 continue
             if field.secret:
-                settings[field.name] = raw
+                settings[field.name] = raw.replace("\\n", "\n") if field.kind == "pem" else raw
                 continue
             try:
                 settings[field.name] = field.coerce(raw)

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from wizchat.textcheck import guard_field
 
-from . import services
+from . import certs, netguard, services
 from .registry import KINDS, Field, Kind
 from .sections import byoi_plans_text
 
@@ -20,6 +20,11 @@ from .sections import byoi_plans_text
 def _form_field(spec: Field) -> forms.Field:
     common = {"label": spec.label, "help_text": spec.help, "required": spec.required,
               "error_messages": {"required": f"{spec.label} is required."}}
+    if spec.kind == "pem":
+        # A certificate is several lines: a text area, write-only like every secret (never rendered back).
+        widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off",
+                                       "placeholder": "-----BEGIN CERTIFICATE-----"})
+        return forms.CharField(widget=widget, strip=True, max_length=spec.max_length, **common)
     if spec.secret:
         widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
         # A pasted key with a line break would be stored and fail later as a connection error: refuse it here
@@ -46,12 +51,20 @@ class ComponentForm(forms.Form):
         kwargs.setdefault("prefix", self.spec.slug)
         super().__init__(*args, **kwargs)
         self.existing = existing
-        stored = set(existing.secrets) if existing is not None else set()
+        stored = existing.secrets if existing is not None else {}
         for name in self.spec.secret_fields:
             if name in stored:
                 field = self.fields[name]
                 field.required = False
-                field.help_text = f"{field.help_text}. Stored — leave blank to keep it; re-enter it if you change the address."
+                if self.spec.field(name).reusable:
+                    # Subject and expiry only: the certificate itself is never sent back.
+                    field.help_text = (f"Stored: {certs.describe(stored[name])}. Leave blank to keep it, paste "
+                                       "another to replace it.")
+                    self.fields[f"{name}_remove"] = forms.BooleanField(
+                        required=False, label=f"Remove the stored {field.label.split(' (')[0]}")
+                else:
+                    field.help_text = (f"{field.help_text}. Stored — leave blank to keep it; re-enter it if you "
+                                       "change the address.")
         for name, field in self.fields.items():
             if field.required:
                 field.widget.attrs.setdefault("aria-required", "true")
@@ -63,6 +76,9 @@ class ComponentForm(forms.Form):
         """(values, secrets) from cleaned_data, in the registry's field names. Blank secrets are left out."""
         values = {n: self.cleaned_data.get(n) for n in self.spec.plain_fields}
         secrets = {n: self.cleaned_data[n] for n in self.spec.secret_fields if self.cleaned_data.get(n)}
+        for name in self.spec.secret_fields:
+            if self.cleaned_data.get(f"{name}_remove") and name not in secrets:
+                secrets[name] = None  # the service removes it
         return values, secrets
 
     def raw_values(self) -> dict:
@@ -114,6 +130,15 @@ class ComponentSection:
         else:
             self.form = component_form(self.kind, existing=existing)
 
+    @property
+    def test_include(self) -> str:
+        """What Test Connection sends: this component's fields, and the switches and fields of the others its
+        check depends on (the embeddings' Dimensions for the vector store), as typed but not yet saved."""
+        selectors = [f"#byoi-{self.kind}-fields"]
+        for _, other, name in self.spec.check_context:
+            selectors += ["#id_byoi-enabled", f"#id_{other}-enabled", f"#id_{other}-{name}"]
+        return ", ".join(dict.fromkeys(selectors))
+
     def add_errors(self, errors: dict) -> None:
         for name, message in errors.items():
             self.form.add_error(name if name in self.form.fields else None, message)
@@ -158,6 +183,11 @@ class ByoiPanel:
     @property
     def plan_names(self) -> str:
         return byoi_plans_text()
+
+    @property
+    def egress_addresses(self) -> list[str]:
+        """The addresses WizChat connects from (EGRESS_SOURCE_ADDRESSES), for customers' firewalls."""
+        return netguard.egress_sources()
 
     def __iter__(self):
         return iter(self.sections)
@@ -226,6 +256,26 @@ class ByoiPanel:
         elif chatbot.byoi_enabled:
             services.byoi_set_enabled(chatbot, False, actor=actor)
         return saved
+
+
+def typed_check_context(kind: str, data) -> dict | None:
+    """What a submitted panel says of the other components `kind`'s Test Connection depends on (see
+    services.check_context): {(kind, field): value, or None when that component is off}; None when the
+    submission did not include the panel's switches (a Re-test: the saved settings count)."""
+    if data is None or not data.get("byoi-enabled"):
+        return None
+    typed = {}
+    for _, other, name in KINDS[kind].check_context:
+        value = None
+        if data.get(f"{other}-enabled"):
+            field = KINDS[other].field(name)
+            raw = (data.get(f"{other}-{name}") or "").strip()
+            try:
+                value = field.coerce(raw) if raw else field.default
+            except ValueError:
+                value = None  # not valid yet: its own form says so; the check uses the default meanwhile
+        typed[(other, name)] = value
+    return typed
 
 
 def save_warnings(saved, disabling) -> list[str]:

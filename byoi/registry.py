@@ -7,12 +7,16 @@ import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from . import certs, providers
+
 # How a boolean setting (FalkorDB's SSL) may be spelled in a form, the admin or a CUSTOM_* variable.
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 MAX_TEXT = 255
 MAX_URL = 2000
+MAX_SECRET = 4096
+MAX_PEM = 100_000  # a CA bundle of a few dozen certificates; a CUSTOM_* variable must stay well under 128 KiB
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class Field:
     name: str
     label: str
     env: str  # the spec's CUSTOM_* variable
-    kind: str = "str"  # str | host | url | int | bool | choice
+    kind: str = "str"  # str | host | url | int | bool | choice | pem (secret: certificates, several lines)
     required: bool = True
     secret: bool = False
     default: object = None
@@ -31,6 +35,30 @@ class Field:
     range: tuple[int, int] = (1, 2**31 - 1)  # int fields: the accepted values, both ends included
     spaces: bool = True  # False for names (host, user, database, model) that never hold a space
     locates: bool = False  # says where the component lives: shown on the chatbot page (never a secret or a user)
+    api: str = ""  # url fields: the OpenAI-compatible API the endpoint serves ("chat" or "embeddings")
+
+    @property
+    def reusable(self) -> bool:
+        """A stored secret that stays valid when the address changes: a CA certificate is trust, not a
+        credential, so a new host does not make the customer paste it again."""
+        return self.kind == "pem"
+
+    @property
+    def max_length(self) -> int:
+        return MAX_PEM if self.kind == "pem" else MAX_SECRET
+
+    def coerce_secret(self, raw: str) -> str:
+        """The value to store for this secret field, or ValueError naming the field (never quoting the value)."""
+        if len(raw) > self.max_length:
+            raise ValueError(f"{self.label} is too long.")
+        if "\x00" in raw:
+            raise ValueError(f"{self.label} must not contain a NUL character.")
+        if self.kind == "pem":
+            try:
+                return certs.normalize(raw)
+            except ValueError as error:
+                raise ValueError(f"{self.label}: {error}") from None
+        return raw
 
     def coerce(self, raw):
         """The typed value of this non-secret field, or ValueError with a message naming the field.
@@ -86,13 +114,16 @@ class Field:
         if parts.username or parts.password:
             # The URL would carry a credential in a field that is shown back in the UI.
             raise ValueError(f"{self.label} must not contain a user name or password; put the key in API Key.")
-        if parts.query or parts.fragment:
-            raise ValueError(f"{self.label} must be the API's base URL, without ?query or #fragment.")
+        if parts.fragment:
+            raise ValueError(f"{self.label} must be the API's base URL, without #fragment.")
         try:
             parts.port  # noqa: B018 - raises for a non-numeric or out-of-range port
         except ValueError:
             raise ValueError(f"{self.label} has an invalid port.") from None
-        return text.rstrip("/")
+        try:
+            return providers.normalize(text, api=self.api)
+        except ValueError as error:
+            raise ValueError(f"{self.label} {error}") from None
 
 
 def _is_ipv6(text: str) -> bool:
@@ -120,6 +151,11 @@ class Kind:
     move: str = ""  # byoi_migrate: dotted path of the function that copies this kind's data
     move_unit: str = ""  # byoi_migrate: what one copied item is ("chunks"…)
     embedded: bool = False  # holds vectors of the chatbot's embeddings: a move may have to embed them again
+    # Endpoint kinds: the providers' URL patterns shown beside the fields (byoi.providers.EXAMPLES).
+    examples: tuple = ()
+    # What Test Connection needs from another component of the chatbot: (setting the check reads, kind, field).
+    # The vector store is probed with the dimensions the chatbot's embeddings really have.
+    check_context: tuple = ()
 
     @property
     def secret_fields(self) -> list[str]:
@@ -152,7 +188,19 @@ def _pg_fields(prefix: str) -> tuple:
         Field("password", "Password", f"{prefix}_PASSWORD", secret=True, help="Database password"),
         Field("ssl_mode", "SSL Mode", f"{prefix}_SSL_MODE", kind="choice", default="require",
               choices=tuple(SSL_MODES), help="SSL connection mode"),
+        _ca_field(f"{prefix}_CA_CERT", "verify-ca or verify-full"),
     )
+
+
+def _ca_field(env: str, used_with: str) -> Field:
+    return Field("ca_cert", "CA certificate (PEM)", env, kind="pem", secret=True, required=False,
+                 help=f"Optional: the CA that signed your server's certificate (-----BEGIN CERTIFICATE-----…), e.g. "
+                      f"your cloud's RDS or Cloud SQL CA or your own. Used with {used_with} instead of WizChat's "
+                      "trusted CAs. Stored encrypted.")
+
+
+API_KEY_HELP = ("Authentication key. Leave blank for servers without one (Ollama; vLLM or LocalAI without an API key). "
+                "Azure OpenAI: the resource's key.")
 
 
 KINDS: dict[str, Kind] = {
@@ -165,12 +213,13 @@ KINDS: dict[str, Kind] = {
             defaults="byoi.defaults.llm",
             holds="Answers",
             fields=(
-                Field("endpoint", "API Endpoint", "CUSTOM_LLM_ENDPOINT", kind="url",
+                Field("endpoint", "API Endpoint", "CUSTOM_LLM_ENDPOINT", kind="url", api="chat",
                       help="Base URL (e.g., https://your-api.com/v1)", rebinds_secret=True, locates=True),
-                Field("api_key", "API Key", "CUSTOM_LLM_API_KEY", secret=True, help="Authentication key"),
+                Field("api_key", "API Key", "CUSTOM_LLM_API_KEY", secret=True, required=False, help=API_KEY_HELP),
                 Field("model", "Model Name", "CUSTOM_LLM_MODEL", spaces=False, locates=True,
-                      help="Model identifier (e.g., gpt-4o, llama-3.1-70b)"),
+                      help="Model identifier (e.g., gpt-4o, llama-3.1-70b); for Azure OpenAI, the deployment name"),
             ),
+            examples=tuple((e.provider, e.llm, e.note) for e in providers.EXAMPLES if e.llm),
         ),
         Kind(
             "embeddings", "Embeddings", "Use your own embedding service",
@@ -180,14 +229,16 @@ KINDS: dict[str, Kind] = {
             local_backend="byoi.backends.embeddings.LocalEmbeddings",
             holds="Document and question vectors",
             fields=(
-                Field("endpoint", "API Endpoint", "CUSTOM_EMBEDDINGS_ENDPOINT", kind="url",
+                Field("endpoint", "API Endpoint", "CUSTOM_EMBEDDINGS_ENDPOINT", kind="url", api="embeddings",
                       help="Base URL for embeddings", rebinds_secret=True, locates=True),
-                Field("api_key", "API Key", "CUSTOM_EMBEDDINGS_API_KEY", secret=True, help="Authentication key"),
+                Field("api_key", "API Key", "CUSTOM_EMBEDDINGS_API_KEY", secret=True, required=False,
+                      help=API_KEY_HELP),
                 Field("model", "Model Name", "CUSTOM_EMBEDDINGS_MODEL", spaces=False, locates=True,
                       help="Embedding model (e.g., text-embedding-3-large)"),
                 Field("dimensions", "Dimensions", "CUSTOM_EMBEDDINGS_DIMENSIONS", kind="int", default=3072,
                       help="Vector dimensions (default: 3072)", range=(1, 16000), locates=True),
             ),
+            examples=tuple((e.provider, e.embeddings, e.note) for e in providers.EXAMPLES if e.embeddings),
         ),
         Kind(
             "vector_store", "Vector Store", "Use your own PostgreSQL with pgvector",
@@ -200,6 +251,7 @@ KINDS: dict[str, Kind] = {
             move_unit="chunks",
             embedded=True,
             fields=_pg_fields("CUSTOM_PGVECTOR"),
+            check_context=(("embedding_dimensions", "embeddings", "dimensions"),),
         ),
         Kind(
             "graph", "FalkorDB", "Use your own graph database for GraphRAG",
@@ -219,6 +271,7 @@ KINDS: dict[str, Kind] = {
                       help="Connection password (optional)"),
                 Field("ssl", "SSL", "CUSTOM_FALKORDB_SSL", kind="bool", default=True, required=False,
                       help="Enable SSL connection"),
+                _ca_field("CUSTOM_FALKORDB_CA_CERT", "SSL on"),
             ),
         ),
         Kind(

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from wizchat.models import Account
 from wizchat.plans import PlanLimitReached, plan_require_byoi  # noqa: F401 - PlanLimitReached re-exported
@@ -21,13 +22,10 @@ from .envvars import settings_to_env
 from .errors import NotFound
 from .models import BYOIComponent, ConnectionTest, Status, settings_fingerprint
 from .registry import KINDS, STORE_KINDS
-from .resolver import custom_components, invalidate, resolve_defaults
+from .resolver import ByoiUnavailable, custom_components, invalidate, resolve_defaults
 from .scrub import secrets_known
 
 logger = logging.getLogger(__name__)
-
-_MAX_SECRET = 4096
-
 
 class ComponentInvalid(Exception):
     """Settings a customer must correct. `.errors` maps a field name to a message saying what to fix."""
@@ -53,7 +51,8 @@ def component_validate(kind: str, values: dict, secrets: dict,
     """Clean `values`/`secrets` for `kind`: typed values, defaults applied, required fields present.
 
     A blank secret keeps the stored one, unless a field that rebinds it (host, port, database, username,
-    endpoint) changed: a new server must never receive the old password."""
+    endpoint) changed: a new server must never receive the old password. A secret given as None is removed
+    (optional ones only)."""
     if kind not in KINDS:
         raise ComponentInvalid({"kind": f"Unknown component kind. Choose one of: {', '.join(KINDS)}."})
     spec = KINDS[kind]
@@ -83,19 +82,20 @@ def component_validate(kind: str, values: dict, secrets: dict,
     for field in spec.fields:
         if not field.secret:
             continue
+        if field.name in secrets and secrets[field.name] is None and not field.required:
+            continue  # removed on purpose (a stored CA certificate's "Remove"), not left blank
         raw = secrets.get(field.name, values.get(field.name))
         if not _blank(raw):
             if not isinstance(raw, str):
                 errors[field.name] = f"{field.label} must be text."
-            elif len(raw) > _MAX_SECRET:
-                errors[field.name] = f"{field.label} is too long."
-            elif "\x00" in raw:
-                errors[field.name] = f"{field.label} must not contain a NUL character."
-            else:
-                clean_secrets[field.name] = raw
+                continue
+            try:
+                clean_secrets[field.name] = field.coerce_secret(raw)
+            except ValueError as error:
+                errors[field.name] = str(error)
             continue
         if stored.get(field.name):
-            if rebound:
+            if rebound and not field.reusable:
                 what = rebound[0].label.lower()
                 errors[field.name] = f"Re-enter the {field.label.lower()}: the {what} changed."
             else:
@@ -229,14 +229,38 @@ def _running_window() -> timedelta:
     return timedelta(seconds=max(60.0, 7 * per_step + 30))
 
 
+def check_context(kind: str, chatbot=None, typed: dict | None = None) -> dict:
+    """{setting: value} that Test Connection of `kind` needs from the chatbot's other components (the
+    registry's Kind.check_context: the vector store is probed with the embeddings' real dimensions).
+
+    `typed` is what an unsaved form says, {(kind, field): value}, None for a component switched off there;
+    otherwise the chatbot's saved components count; WizChat's default fills in the rest."""
+    found = {}
+    for setting, other, name in KINDS[kind].check_context:
+        value = None
+        if typed is not None and (other, name) in typed:
+            value = typed[(other, name)]
+        elif chatbot is not None:
+            try:
+                component = custom_components(chatbot).get(other)
+            except ByoiUnavailable:
+                component = None
+            value = component.values.get(name) if component is not None else None
+        if value is None:
+            value = import_string(KINDS[other].defaults)().get(name)
+        if value is not None:
+            found[setting] = value
+    return found
+
+
 def connection_test_start(account: Account, kind: str, values: dict, secrets: dict, *, chatbot=None,
                           component: BYOIComponent | None = None, actor=None, rate_limit: bool = True,
-                          queue: bool = True) -> ConnectionTest:
+                          queue: bool = True, typed_context: dict | None = None) -> ConnectionTest:
     """Queue a Test Connection run of these settings. Celery receives only the row's id.
 
     Plan-gated; limited to BYOI_TEST_RATE_LIMIT runs per account per minute (`rate_limit=False`: operators'
     sweeps); a still-running test of the same settings is returned instead of queuing a duplicate.
-    `queue=False`: the caller runs it with connection_test_run."""
+    `queue=False`: the caller runs it with connection_test_run. `typed_context`: see check_context."""
     from .tasks import connection_test_task
 
     plan_require_byoi(account)
@@ -265,8 +289,10 @@ def connection_test_start(account: Account, kind: str, values: dict, secrets: di
             raise RateLimited(f"You can run {settings.BYOI_TEST_RATE_LIMIT} connection tests a minute. "
                               "Wait a minute and try again.")
         ConnectionTest.objects.filter(account=account, created__lt=now - _ttl()).delete()
+        # The values also carry what the checks need from the rest of the chatbot (not in the fingerprint).
         test = ConnectionTest(account=account, chatbot=chatbot, component=component, kind=kind,
-                              values=clean_values, fingerprint=fingerprint)
+                              values={**clean_values, **check_context(kind, chatbot, typed_context)},
+                              fingerprint=fingerprint)
         test.secrets = clean_secrets
         test.save()
         audit_record("byoi.connection_test_started", account=account, chatbot=chatbot, actor=actor, kind=kind,

@@ -19,7 +19,7 @@ from . import services
 from .activity import FAILURE_QUIET_MINUTES, activity_list
 from .drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_mark, tests_attach
 from .errors import NotFound
-from .forms import ByoiPanel, component_form, save_warnings
+from .forms import ByoiPanel, component_form, save_warnings, typed_check_context
 from .registry import KINDS
 from .sections import component_status
 
@@ -105,7 +105,8 @@ def test_start(request, kind, chatbot_id=None):
     values, secrets = form.split()
     try:
         test = services.connection_test_start(account, kind, values, secrets, chatbot=chatbot, component=existing,
-                                              actor=request.user)
+                                              actor=request.user,
+                                              typed_context=typed_check_context(kind, request.POST))
     except NotFound as error:
         raise Http404(str(error)) from None
     except services.ComponentInvalid as error:

@@ -151,7 +151,9 @@ def test_it_queues_the_task_only_when_the_transaction_commits(llm_component, dja
 
 def test_it_passes_a_component_whose_endpoint_answers(llm_component):
     test = run_now(services.connection_test_retest(llm_component))
-    assert (test.state, [s["status"] for s in test.steps if s["status"] != "ok"]) == ("ok", [])
+    # Only the plain-http test server's TLS step is not a pass: a warning, which does not fail the run.
+    assert (test.state, [(s["name"], s["status"]) for s in test.steps if s["status"] != "ok"]) == \
+        ("ok", [("tls", "warning")])
 
 
 def test_it_marks_the_component_ok_after_a_passing_test(llm_component):

@@ -42,7 +42,8 @@ def test_it_passes_every_step_against_a_plain_customer_database(customer_db):
     results = check_run("conversations", customer_db)
 
     assert [(r.name, r.status) for r in results] == [
-        ("address", "ok"), ("tcp", "ok"), ("auth", "ok"), ("version", "ok"), ("permissions", "ok"), ("operation", "ok")]
+        ("address", "ok"), ("tcp", "ok"), ("tls", "warning"), ("auth", "ok"), ("version", "ok"), ("permissions", "ok"),
+        ("operation", "ok")]
 
 
 def test_it_removes_its_probe_table(customer_db):

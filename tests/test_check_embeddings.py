@@ -9,7 +9,7 @@ def summary(results) -> list[tuple[str, str, str]]:
 
 def test_it_passes_every_step_against_a_working_endpoint(openai_server):
     results = check_run("embeddings", openai_server.embeddings_settings())
-    assert summary(results) == [("address", "ok", ""), ("tcp", "ok", ""), ("auth", "ok", ""),
+    assert summary(results) == [("address", "ok", ""), ("tcp", "ok", ""), ("tls", "warning", ""), ("auth", "ok", ""),
                                 ("operation", "ok", "")]
 
 
@@ -28,7 +28,7 @@ def test_it_reports_a_dimension_mismatch_naming_both_numbers(openai_server):
 def test_it_fails_authentication_for_a_wrong_key_without_showing_it(openai_server):
     key = "sk-embed-wrong-5544332211"
     results = check_run("embeddings", openai_server.embeddings_settings(api_key=key))
-    assert summary(results)[2] == ("auth", "failed", "auth")
+    assert summary(results)[3] == ("auth", "failed", "auth")
     assert all(key not in str(r.as_dict()) for r in results)
 
 
@@ -39,4 +39,4 @@ def test_it_reports_an_unknown_model_at_the_operation_step(openai_server):
 
 def test_it_reports_an_html_page_as_protocol(openai_server):
     openai_server.mode = "html"
-    assert summary(check_run("embeddings", openai_server.embeddings_settings()))[2] == ("auth", "failed", "protocol")
+    assert summary(check_run("embeddings", openai_server.embeddings_settings()))[3] == ("auth", "failed", "protocol")

@@ -24,7 +24,7 @@ def test_it_passes_every_step_against_a_plain_server():
     results = check_run("graph", plain_settings())
 
     assert [(r.name, r.status) for r in results] == [
-        ("address", "ok"), ("tcp", "ok"), ("auth", "ok"), ("version", "ok"), ("operation", "ok")]
+        ("address", "ok"), ("tcp", "ok"), ("tls", "warning"), ("auth", "ok"), ("version", "ok"), ("operation", "ok")]
 
 
 def test_it_reports_the_falkordb_version():
@@ -94,4 +94,4 @@ def test_it_reports_a_closed_port_as_refused():
 def test_it_refuses_a_private_address_before_connecting():
     results = check_run("graph", plain_settings(host="172.16.0.9"))
 
-    assert (results[0].code, [r.status for r in results[1:]]) == ("blocked_address", ["skipped"] * 4)
+    assert (results[0].code, [r.status for r in results[1:]]) == ("blocked_address", ["skipped"] * 5)

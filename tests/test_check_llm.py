@@ -11,7 +11,7 @@ def summary(results) -> list[tuple[str, str, str]]:
 
 def test_it_passes_every_step_against_a_working_endpoint(openai_server):
     results = check_run("llm", openai_server.llm_settings())
-    assert summary(results) == [("address", "ok", ""), ("tcp", "ok", ""), ("auth", "ok", ""),
+    assert summary(results) == [("address", "ok", ""), ("tcp", "ok", ""), ("tls", "warning", ""), ("auth", "ok", ""),
                                 ("operation", "ok", "")]
 
 
@@ -34,9 +34,9 @@ def test_it_has_a_tls_step_for_https_endpoints():
 
 def test_it_fails_authentication_for_a_wrong_key_with_the_spec_hint(openai_server):
     results = check_run("llm", openai_server.llm_settings(api_key="sk-wrong-key-000111222"))
-    auth = results[2]
+    auth = results[3]
     assert (auth.status, auth.code, auth.hint) == ("failed", "auth", AUTH_HINT)
-    assert results[3].status == "skipped"
+    assert results[4].status == "skipped"
 
 
 def test_it_never_shows_the_api_key_in_step_results(openai_server):
@@ -53,13 +53,13 @@ def test_it_reports_an_unknown_model_at_the_operation_step(openai_server):
 def test_it_checks_the_key_with_the_chat_when_the_endpoint_has_no_models_route(openai_server):
     openai_server.models_endpoint = False
     results = check_run("llm", openai_server.llm_settings(api_key="sk-wrong-key-000111222"))
-    assert summary(results)[2:] == [("auth", "ok", ""), ("operation", "failed", "auth")]
+    assert summary(results)[3:] == [("auth", "ok", ""), ("operation", "failed", "auth")]
 
 
 def test_it_reports_an_html_page_as_protocol(openai_server):
     openai_server.mode = "html"
     results = check_run("llm", openai_server.llm_settings())
-    assert summary(results)[2] == ("auth", "failed", "protocol")
+    assert summary(results)[3] == ("auth", "failed", "protocol")
 
 
 def test_it_reports_json_without_choices_as_protocol(openai_server):

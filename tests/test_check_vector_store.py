@@ -59,13 +59,14 @@ def test_it_passes_every_step_against_a_plain_customer_database(customer_db):
     results = check_run("vector_store", customer_db)
 
     assert [(r.name, r.status) for r in results] == [
-        ("address", "ok"), ("tcp", "ok"), ("auth", "ok"), ("version", "ok"), ("permissions", "ok"), ("operation", "ok")]
+        ("address", "ok"), ("tcp", "ok"), ("tls", "warning"), ("auth", "ok"), ("version", "ok"), ("extension", "ok"),
+        ("permissions", "ok"), ("operation", "ok")]
 
 
 def test_it_reports_the_pgvector_version(customer_db):
     results = check_run("vector_store", customer_db)
 
-    assert "pgvector 0." in next(r for r in results if r.name == "version").message
+    assert "pgvector 0." in next(r for r in results if r.name == "extension").message
 
 
 def test_it_removes_its_probe_table(customer_db):
@@ -77,13 +78,13 @@ def test_it_removes_its_probe_table(customer_db):
 def test_it_passes_with_ssl_require_through_pgbouncer(tls_customer_db):
     results = check_run("vector_store", tls_customer_db)
 
-    assert [r.status for r in results] == ["ok"] * 7
+    assert [r.status for r in results] == ["ok"] * 8
 
 
 def test_it_passes_verify_full_with_the_operators_ca(tls_customer_db, trust_test_ca):
     results = check_run("vector_store", {**tls_customer_db, "ssl_mode": "verify-full"})
 
-    assert [r.status for r in results] == ["ok"] * 7
+    assert [r.status for r in results] == ["ok"] * 8
 
 
 def test_it_fails_tls_when_the_certificate_is_signed_by_another_ca(tls_customer_db, trust_other_ca):
@@ -106,7 +107,7 @@ def test_it_accepts_a_host_name_mismatch_in_verify_ca(tls_customer_db, trust_tes
 
     results = check_run("vector_store", settings)
 
-    assert [r.status for r in results] == ["ok"] * 7
+    assert [r.status for r in results] == ["ok"] * 8
 
 
 def test_it_fails_verify_full_when_no_ca_is_configured(tls_customer_db, settings):
@@ -172,7 +173,7 @@ def test_it_reports_permission_when_the_user_cannot_create_tables(make_database)
 def test_it_reports_extension_missing_when_pgvector_is_absent_and_not_creatable(make_database):
     results = check_run("vector_store", make_database(owner_is_role=True, vector=False))
 
-    assert (failure(results).name, failure(results).code) == ("version", "extension_missing")
+    assert (failure(results).name, failure(results).code) == ("extension", "extension_missing")
 
 
 def test_it_reports_a_server_that_is_not_postgresql_as_protocol(customer_db):

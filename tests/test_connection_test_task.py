@@ -57,7 +57,10 @@ def test_it_runs_the_test_in_the_worker_and_marks_the_component_ok(component):
 
 def test_it_saves_every_step_of_a_passing_run(component):
     test = finished(services.connection_test_retest(component).id)
-    assert [s["status"] for s in test.steps] == ["ok"] * len(test.steps) and len(test.steps) >= 3
+    # The test server is plain http://: its TLS step is a warning, which does not fail the run.
+    assert [(s["name"], s["status"]) for s in test.steps] == [("address", "ok"), ("tcp", "ok"), ("tls", "warning"),
+                                                              ("auth", "ok"), ("operation", "ok")]
+    assert test.state == "ok"
 
 
 def test_it_saves_a_failing_run_with_its_code_and_hint(chatbot, openai_server):

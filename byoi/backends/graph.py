@@ -6,7 +6,7 @@ One graph per chatbot, `wizchat_<uuid hex>`:
 Entities are matched by `key` (the trimmed, lower-cased name) so that "Acme" and "acme" meet. Cypher is
 always parameterised; every query has a server-side timeout and the socket a read timeout. The client
 connects to the address netguard allowed and, with SSL on, verifies the certificate against the host
-name (CA: settings.BYOI_CA_BUNDLE, else the system store)."""
+name (CA: the component's own CA certificate, else settings.BYOI_CA_BUNDLE, else the system store)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from byoi import netguard
+from byoi import certs, netguard
 from byoi.backends.base import BackendError, Entity, Fact, Graph, GraphChunk, Relation
 from byoi.errors import Where, chain, classify, generic_rules
 from byoi.fingerprint import fingerprint
@@ -117,6 +117,8 @@ def client_kwargs(settings: dict, *, connect_timeout: float, operation_timeout: 
     }
     if use_ssl:
         kwargs.update(ssl_cert_reqs="required", ssl_check_hostname=True, ssl_ca_certs=ca_bundle())
+        if settings.get("ca_cert"):  # the customer's own CA, instead of WizChat's
+            kwargs.update(ssl_ca_certs=None, ssl_ca_data=certs.normalize(settings["ca_cert"]))
     return kwargs
 
 

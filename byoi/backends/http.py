@@ -1,13 +1,25 @@
 """What the OpenAI-compatible backends (LLM, embeddings) share over HTTP: reading a JSON answer, and the rules
-that classify httpx's and openai's failures into the taxonomy (byoi.errors.classify dispatches to them)."""
+that classify httpx's and openai's failures into the taxonomy (byoi.errors.classify dispatches to them).
+
+Providers word their errors differently: OpenAI, Azure, Ollama and LocalAI send {"error": {"message",
+"code"}}, vLLM the error object itself, Voyage AI {"detail": …}, Cohere {"message": …}. A missing model is
+`model_not_found` whichever way it is said (Azure: DeploymentNotFound; LocalAI: HTTP 500 "could not load
+model")."""
 
 from __future__ import annotations
 
 import httpcore
 import httpx
 
+from byoi import providers
 from byoi.errors import BackendError, Where
 from byoi.scrub import scrub
+
+# How providers say the model is unknown (with "model" in the same message): OpenAI, Ollama, vLLM, Cohere,
+# LocalAI ("could not load model", HTTP 500), Voyage AI ("is not supported", HTTP 400), Bedrock Access Gateway
+# ("Unsupported model"), LiteLLM ("Invalid model name").
+_MISSING_MODEL = ("not found", "does not exist", "could not load model", "is not supported", "unsupported model",
+                  "invalid model name")
 
 
 def json_body(http_response: httpx.Response, what: str):
@@ -46,10 +58,23 @@ def openai_rules(error: BaseException, where: Where) -> BackendError | None:
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         code = _error_code(error)
+        text = _error_message(error).lower()
+        provider = providers.detect(str(where.setting("endpoint") or ""))
         if status in (401, 403):
+            if where.settings is not None and not where.setting("api_key"):
+                return BackendError("auth", f"The endpoint requires an API key (HTTP {status}): enter it in API Key.")
             return BackendError("auth", f"The API refused the key (HTTP {status}).")
-        if code == "model_not_found" or (status == 404 and "model" in _error_message(error).lower()):
-            return BackendError("model_not_found", "The endpoint does not serve this model (HTTP 404).")
+        if code == "DeploymentNotFound":
+            return BackendError("model_not_found", "Azure OpenAI has no deployment of this name (HTTP 404): the "
+                                                   "deployment name in the URL, or the Model Name with the "
+                                                   "/openai/v1 URL, must be one of the resource's deployments.")
+        if code == "model_not_found" or (status in (400, 404, 500) and "model" in text
+                                         and any(words in text for words in _MISSING_MODEL)):
+            return BackendError("model_not_found", f"The endpoint does not serve this model (HTTP {status}).")
+        if status == 404 and provider is providers.AZURE:
+            return BackendError("protocol", "Azure OpenAI answered 404 Resource not found: check the URL, expected "
+                                            f"{providers.AZURE_V1_EXAMPLE} or {providers.AZURE_CLASSIC_EXAMPLE}, "
+                                            "and that the api-version exists.")
         if status == 404:
             return BackendError("protocol", "The API answered 404 Not Found: this URL is not an OpenAI-compatible "
                                             "API base.")
@@ -74,6 +99,8 @@ def _error_body(error) -> dict | None:
         inner = body.get("error", body)
         if isinstance(inner, dict):
             return inner
+        if isinstance(inner, str):  # {"error": "message"} (some proxies)
+            return {"message": inner}
     return None
 
 
@@ -84,4 +111,9 @@ def _error_code(error) -> str:
 
 def _error_message(error) -> str:
     body = _error_body(error)
-    return scrub(str(body.get("message") or "") if body is not None else "")[:200]
+    if body is None:
+        return ""
+    message = body.get("message") or body.get("detail") or ""
+    if isinstance(message, list):  # a validation error list: [{"loc": …, "msg": …}]
+        message = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in message)
+    return scrub(str(message))[:200]

@@ -1,6 +1,9 @@
 """LLM backend: any OpenAI-compatible chat completions API (the platform's llama.cpp server, OpenAI, Azure
 OpenAI, Ollama, vLLM, LocalAI, proxies for Bedrock and Vertex…). Default and custom use this one class.
 
+What differs between providers is in byoi.providers: Azure OpenAI gets its key in the `api-key` header and
+its `api-version` on every call; a server without a key gets no Authorization header at all.
+
 Timeouts: connecting is bounded by the connect timeout; a non-streaming call (chat, models, embeddings)
 finishes within the operation timeout in total (netguard.deadline); a stream fails when no data arrives for
 the operation timeout. Every failure is a BackendError from the shared taxonomy, never a library exception."""
@@ -13,23 +16,27 @@ from collections.abc import Iterator
 import httpx
 import openai
 
-from byoi import netguard
+from byoi import netguard, providers
 from byoi.backends.base import LLM, BackendError
 from byoi.backends.http import json_body
 from byoi.errors import classify
 
 
-def openai_client(backend, base_url: str, api_key: str) -> openai.OpenAI:
+def openai_client(backend, endpoint: str, api_key: str) -> openai.OpenAI:
     """An OpenAI client whose only way out is netguard's pinned httpx client; no retries (the caller
-    decides), explicit timeouts."""
+    decides), explicit timeouts. The endpoint's query (Azure's api-version) is sent with every call; a
+    provider that wants its key in another header (Azure's `api-key`) gets it there."""
+    base_url, query = providers.split(endpoint)
+    provider = providers.detect(endpoint)
     guard = netguard.guarded(backend.settings)
     http = netguard.http_client(base_url, timeout_connect=backend.connect_timeout,
                                 timeout_read=backend.operation_timeout, guard=guard)
     timeout = httpx.Timeout(connect=backend.connect_timeout, read=backend.operation_timeout,
                             write=backend.operation_timeout, pool=backend.operation_timeout)
-    # Some local servers need no key, but the client insists on one: a placeholder is sent instead.
-    return openai.OpenAI(base_url=base_url.rstrip("/"), api_key=api_key or "not-needed", http_client=http,
-                         max_retries=0, timeout=timeout)
+    headers = {provider.key_header: api_key} if api_key and provider.key_header != "Authorization" else None
+    # The client insists on a key; requests without a Bearer key drop the header again (auth_override).
+    return openai.OpenAI(base_url=base_url, api_key=api_key or "none", http_client=http, max_retries=0,
+                         timeout=timeout, default_headers=headers, default_query=query or None)
 
 
 def endpoint_parts(settings: dict) -> tuple[str, str, int]:
@@ -56,6 +63,17 @@ class OpenAIClientMixin:
             return None, None
         return host, port
 
+    @property
+    def provider(self) -> providers.Provider:
+        return providers.detect(self.settings.get("endpoint") or "")
+
+    def auth_override(self) -> dict:
+        """Headers each request sets over the client's: no Authorization when there is no Bearer key (a server
+        without a key; Azure, whose key goes in api-key)."""
+        if self.settings.get("api_key") and self.provider.key_header == "Authorization":
+            return {}
+        return {"Authorization": openai.Omit()}
+
     def client(self) -> openai.OpenAI:
         """One client (and connection pool) per backend instance; instances are shared between threads."""
         if self._client is None:
@@ -67,14 +85,15 @@ class OpenAIClientMixin:
 
     def classify(self, error: BaseException) -> BackendError:
         host, port = self._where()
+        # The settings let the HTTP rules say what a provider's answer means (never quoting the key).
         return classify(error, host=host, port=port, timeout=self.operation_timeout,
-                        connect_timeout=self.connect_timeout)
+                        connect_timeout=self.connect_timeout, settings=self.settings)
 
     def models(self) -> list[str] | None:
         """The model ids the endpoint lists, or None when it offers no /models (some proxies don't)."""
         try:
             with netguard.deadline(self.operation_timeout):
-                response = self.client().models.with_raw_response.list()
+                response = self.client().models.with_raw_response.list(extra_headers=self.auth_override())
             payload = json_body(response.http_response, "/models")
         except openai.NotFoundError:
             return None
@@ -112,9 +131,10 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
     def _create(self, raw: bool, **request):
         create = (self.client().chat.completions.with_raw_response.create if raw
                   else self.client().chat.completions.create)
+        headers = self.auth_override()
         for _ in range(3):  # at most one retry per parameter a server may refuse
             try:
-                return create(**request)
+                return create(**request, extra_headers=headers)
             except openai.BadRequestError as error:
                 body = str(error.body or error.message or "")
                 if self._length_param == "max_tokens" and "max_completion_tokens" in body:
@@ -125,7 +145,7 @@ class OpenAICompatibleLLM(OpenAIClientMixin, LLM):
                     self._usage_in_stream = False
                 else:
                     raise
-        return create(**request)
+        return create(**request, extra_headers=headers)
 
     def chat(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.2) -> str:
         try:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from byoi import netguard
+from byoi import certs, netguard
 from byoi.errors import BackendError, Where, classify
 from byoi.fingerprint import fingerprint
 from byoi.scrub import scrub
@@ -47,13 +47,19 @@ def table_name(prefix: str, chatbot_id: uuid.UUID | str) -> str:
     return f"wizchat_{prefix}_{hexid}"
 
 
-def _ssl_root_cert(ssl_mode: str) -> str | None:
+def _ssl_root_cert(ssl_mode: str, ca_cert: str = "") -> str | None:
     """The CA file libpq verifies the server against in verify-ca/verify-full (None: libpq's default).
 
-    BYOI_CA_BUNDLE when the operator set one, else the system trust store. libpq's `sslrootcert=system`
+    The component's own CA certificate when it has one (written to a private file: libpq reads files only),
+    else BYOI_CA_BUNDLE when the operator set one, else the system trust store. libpq's `sslrootcert=system`
     is only accepted with verify-full, so verify-ca gets the system bundle file instead."""
     if ssl_mode not in ("verify-ca", "verify-full"):
         return None  # a root file would silently turn `require` into `verify-ca`
+    if ca_cert:
+        try:
+            return certs.root_file(ca_cert)
+        except ValueError as error:
+            raise BackendError("tls", f"Your CA certificate cannot be used: {error}") from None
     bundle = netguard.ca_bundle()
     if bundle:
         return bundle
@@ -83,7 +89,7 @@ def connect_kwargs(settings: dict, *, connect_timeout: float, addresses: list[st
         # One host entry per pinned address: libpq tries them in order and checks each against the name.
         kwargs["host"] = ",".join([host] * len(addresses))
         kwargs["hostaddr"] = ",".join(addresses)
-    root = _ssl_root_cert(ssl_mode)
+    root = _ssl_root_cert(ssl_mode, str(settings.get("ca_cert") or ""))
     if root:
         kwargs["sslrootcert"] = root
     return kwargs
@@ -144,7 +150,8 @@ def psycopg_rules(error: BaseException, where: Where) -> BackendError | None:
             return BackendError("tls", "No trusted CA certificates are available to verify the server: ask the "
                                        "operator to set BYOI_CA_BUNDLE, or choose SSL Mode 'require'.")
         if "verify failed" in low or "unknown ca" in low or "self-signed" in low or "self signed" in low:
-            return BackendError("tls", "The server's certificate is not signed by a trusted CA "
+            signer = "your CA certificate" if where.setting("ca_cert") else "a trusted CA"
+            return BackendError("tls", f"The server's certificate is not signed by {signer} "
                                        f"(SSL Mode {ssl_mode!r}): check the server certificate or choose 'require'.")
         return BackendError("tls", f"The SSL handshake with {host}:{port} failed: {_first_line(error)}.")
     if state == "28000" or "pg_hba.conf" in low:

@@ -2,7 +2,11 @@
 
 Each kind's module (llm.py, embeddings.py, vector_store.py, graph.py, conversations.py) defines
 `steps(settings) -> list[Step]`. A step's `run(ctx)` returns an optional detail string or raises
-`BackendError`; `cleanup(ctx)` functions run at the end whatever happened (probe rows removed)."""
+`BackendError`; `cleanup(ctx)` functions run at the end whatever happened (probe rows removed).
+
+A step that works but should not stay as it is (no encryption, admin credentials, pgvector to be installed)
+returns `Warned(detail)`: its status is "warning", the run goes on and passes — the spec's best practices are
+advice, not requirements."""
 
 from __future__ import annotations
 
@@ -26,9 +30,14 @@ STEP_LABELS = {
     "tls": "TLS",
     "auth": "Authentication",
     "version": "Version / extension",
+    "extension": "pgvector",
     "permissions": "Permissions",
     "operation": "Operation",
 }
+
+
+class Warned(str):
+    """A step's detail that is a warning: shown amber, the run continues and still passes."""
 
 
 @dataclass
@@ -49,7 +58,7 @@ class Context:
 class StepResult:
     name: str
     label: str
-    status: str  # ok | failed | skipped | pending
+    status: str  # ok | warning | failed | skipped | pending
     code: str = ""
     message: str = ""
     hint: str = ""
@@ -124,8 +133,8 @@ def check_run(kind: str, settings: dict, on_step: Callable[[list[StepResult]], N
                 for j in range(i + 1, len(steps)):
                     results[j].status = "skipped"
                 break
-            results[i] = StepResult(step.name, step.label, "ok", message=scrub(str(detail), known),
-                                    ms=int((time.monotonic() - started) * 1000))
+            results[i] = StepResult(step.name, step.label, "warning" if isinstance(detail, Warned) else "ok",
+                                    message=scrub(str(detail), known), ms=int((time.monotonic() - started) * 1000))
             if on_step:
                 on_step(results)
     finally:

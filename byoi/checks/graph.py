@@ -1,6 +1,7 @@
-"""Test Connection for a customer's FalkorDB: address allowed → TCP → TLS (when SSL is on) →
-authentication (PING with the password) → version (FalkorDB 4.0+ from MODULE LIST) → operation (write
-and read back on a probe graph, always deleted)."""
+"""Test Connection for a customer's FalkorDB: address allowed → TCP → TLS (a warning when SSL is off) →
+authentication (PING with the password) → version (FalkorDB 4.0+ from MODULE LIST; where MODULE LIST is
+denied, "version unknown" once GRAPH.CONFIG proves the graph module) → operation (write and read back on a
+probe graph, always deleted)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from django.conf import settings as dj
 
 from byoi.backends import graph as backend
 from byoi.backends.base import BackendError
-from byoi.checks import Context, Step, probe_name
-from byoi.checks.net import address_step, host_port, open_socket, store_tls_context, tcp_step, tls_handshake
+from byoi.checks import Context, Step, Warned, probe_name
+from byoi.checks.net import (
+    address_step,
+    host_port,
+    open_socket,
+    store_tls_context,
+    tcp_step,
+    tls_handshake,
+    unencrypted,
+)
 from byoi.errors import classify
 
 WHERE = host_port(6379)
@@ -37,9 +46,13 @@ def _classified(ctx: Context, error: BaseException) -> BackendError:
 
 
 def tls(ctx: Context) -> str:
+    if not backend.truthy(ctx.settings.get("ssl", True)):
+        return unencrypted("SSL is off: the password and the graph's data travel in clear text. Turn SSL on if "
+                           "the server offers TLS.")
+    ca_cert = str(ctx.settings.get("ca_cert") or "")
+    context = store_tls_context(verify=True, check_hostname=True, ca_cert=ca_cert)
     sock = open_socket(ctx, WHERE)
-    return tls_handshake(sock, str(ctx.settings.get("host") or ""),
-                         store_tls_context(verify=True, check_hostname=True))
+    return tls_handshake(sock, str(ctx.settings.get("host") or ""), context, ca_cert=ca_cert)
 
 
 def auth(ctx: Context) -> str:
@@ -60,7 +73,11 @@ def version(ctx: Context) -> str:
         found = backend.falkordb_version(_client(ctx))
     except redis.ResponseError as error:
         if "unknown command" in str(error).lower() or "no permissions" in str(error).lower():
-            found = _version_from_graph_commands(ctx)
+            if _has_graph_module(ctx):
+                return Warned("FalkorDB version unknown: this server does not let this user run MODULE LIST. "
+                              "GRAPH.CONFIG answered, so the graph module is there; the next step tries a real "
+                              "graph write and read. FalkorDB 4.0+ is required.")
+            found = 0
         else:
             raise _classified(ctx, error) from None
     except (redis.RedisError, OSError) as error:
@@ -72,13 +89,15 @@ def version(ctx: Context) -> str:
     return f"FalkorDB {backend.version_text(found)}."
 
 
-def _version_from_graph_commands(ctx: Context) -> int:
-    """Hosted servers may forbid MODULE LIST; GRAPH.CONFIG answering still proves the module."""
+def _has_graph_module(ctx: Context) -> bool:
+    """Hosted servers may forbid MODULE LIST; GRAPH.CONFIG answering still proves the module (not its version)."""
     try:
         _client(ctx).execute_command("GRAPH.CONFIG", "GET", "TIMEOUT")
     except redis.ResponseError:
-        return 0
-    return backend.MIN_FALKORDB_VERSION
+        return False
+    except (redis.RedisError, OSError) as error:
+        raise _classified(ctx, error) from None
+    return True
 
 
 def operation(ctx: Context) -> str:
@@ -105,8 +124,5 @@ def operation(ctx: Context) -> str:
 
 
 def steps(settings: dict) -> list[Step]:
-    result = [Step("address", address_step(WHERE)), Step("tcp", tcp_step(WHERE))]
-    if backend.truthy(settings.get("ssl", True)):
-        result.append(Step("tls", tls))
-    result += [Step("auth", auth), Step("version", version), Step("operation", operation)]
-    return result
+    return [Step("address", address_step(WHERE)), Step("tcp", tcp_step(WHERE)), Step("tls", tls),
+            Step("auth", auth), Step("version", version), Step("operation", operation)]

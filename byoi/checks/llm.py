@@ -1,17 +1,20 @@
-"""Test Connection for an OpenAI-compatible LLM: address allowed → TCP → TLS (https only) → authentication
-(GET /models where offered) → operation (a real chat completion of a few tokens)."""
+"""Test Connection for an OpenAI-compatible LLM: address allowed → TCP → TLS (a warning for http://) →
+authentication (GET /models where offered) → operation (a real chat completion of a few tokens)."""
 
 from __future__ import annotations
 
 from byoi import netguard
 from byoi.backends.base import BackendError
 from byoi.checks import Context, Step
-from byoi.checks.net import address_step, endpoint, open_socket, tcp_step, tls_handshake
+from byoi.checks.net import address_step, endpoint, open_socket, tcp_step, tls_handshake, unencrypted
 
 
 def endpoint_steps(settings: dict, backend_class) -> list[Step]:
     """The steps every OpenAI-compatible endpoint shares, up to and including authentication."""
     def tls(ctx: Context) -> str:
+        if settings_scheme(ctx.settings) != "https":
+            return unencrypted("the endpoint is http://, so the API key, the prompts and the answers travel in "
+                               "clear text. Use https:// if the server offers it.")
         context = netguard.ssl_context()
         sock = open_socket(ctx, endpoint)
         return tls_handshake(sock, endpoint(ctx)[0], context,
@@ -22,16 +25,14 @@ def endpoint_steps(settings: dict, backend_class) -> list[Step]:
         models = backend.models()
         if models is None:
             return "The endpoint lists no models; the key is checked by the next step."
+        accepted = "Key accepted" if ctx.settings.get("api_key") else "No key needed"
         model = (ctx.settings.get("model") or "").strip()
         if model in models:
-            return f"Key accepted; the endpoint serves {model}."
-        return f"Key accepted; the endpoint lists {len(models)} models."
+            return f"{accepted}; the endpoint serves {model}."
+        return f"{accepted}; the endpoint lists {len(models)} models."
 
-    steps = [Step("address", address_step(endpoint)), Step("tcp", tcp_step(endpoint))]
-    if settings_scheme(settings) == "https":
-        steps.append(Step("tls", tls))
-    steps.append(Step("auth", auth))
-    return steps
+    return [Step("address", address_step(endpoint)), Step("tcp", tcp_step(endpoint)), Step("tls", tls),
+            Step("auth", auth)]
 
 
 def settings_scheme(settings: dict) -> str:

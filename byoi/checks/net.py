@@ -2,7 +2,8 @@
 
 A kind names where it connects with a `where(ctx) -> (host, port)` function: `host_port(default)` for the
 database kinds' Host and Port fields, `endpoint` for an OpenAI-compatible API Endpoint. The TCP step (and
-the TLS step after it) connects to the addresses the address step allowed."""
+the TLS step after it) connects to the addresses the address step allowed. A connection that will not be
+encrypted still gets its TLS step, as a warning that says so (the spec: "Enable SSL for all connections")."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from collections.abc import Callable
 
 from django.conf import settings as dj
 
-from byoi import netguard
+from byoi import certs, netguard
 from byoi.errors import BackendError
 
-from . import Context
+from . import Context, Warned
 
 Where = Callable[[Context], tuple[str, int]]
 
@@ -65,14 +66,21 @@ def tcp_step(where: Where):
     return tcp
 
 
-def store_tls_context(verify: bool, check_hostname: bool) -> ssl.SSLContext:
-    """The database kinds' TLS trust, as their backends use it: BYOI_CA_BUNDLE, else the system store.
-    (HTTPS endpoints use netguard.ssl_context(): certifi's CAs plus the bundle.)"""
+def store_tls_context(verify: bool, check_hostname: bool, ca_cert: str = "") -> ssl.SSLContext:
+    """The database kinds' TLS trust, as their backends use it: the component's own CA certificate when it has
+    one, else BYOI_CA_BUNDLE, else the system store. (HTTPS endpoints use netguard.ssl_context(): certifi's CAs
+    plus the bundle.) A customer CA that cannot verify anything (unreadable, expired) is a "tls" failure."""
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
+    if ca_cert:
+        problem = certs.problem(ca_cert)
+        if problem:
+            raise BackendError("tls", problem, hint="Paste the current certificate of the CA that signed your "
+                                                    "server's certificate, or remove it to use WizChat's CAs.")
+        return certs.ssl_context(ca_cert, check_hostname=check_hostname)
     bundle = netguard.ca_bundle()
     if bundle:
         context = ssl.create_default_context(cafile=bundle)
@@ -80,10 +88,21 @@ def store_tls_context(verify: bool, check_hostname: bool) -> ssl.SSLContext:
     return context
 
 
+def unencrypted(why: str) -> Warned:
+    """The TLS step of a connection that will not be encrypted."""
+    return Warned(f"Not encrypted: {why}")
+
+
+def trusted_by(ca_cert: str) -> str:
+    """Who must have signed the server's certificate, for the TLS messages."""
+    return f"your CA certificate ({certs.describe(ca_cert)})" if ca_cert else "a CA WizChat trusts"
+
+
 def tls_handshake(sock: socket.socket, host: str, context: ssl.SSLContext, *,
-                  plain: str = "Turn SSL off for a plain server, or use the TLS port.") -> str:
+                  plain: str = "Turn SSL off for a plain server, or use the TLS port.", ca_cert: str = "") -> str:
     """Complete a TLS handshake on `sock` (closed afterwards); returns the step's detail line, or raises
-    BackendError("tls"). `plain` says what to do when the server does not speak TLS at all."""
+    BackendError("tls"). `plain` says what to do when the server does not speak TLS at all; `ca_cert` is the
+    component's own CA certificate, if the context trusts it."""
     try:
         tls = context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as error:
@@ -93,7 +112,7 @@ def tls_handshake(sock: socket.socket, host: str, context: ssl.SSLContext, *,
             raise BackendError("tls", f"The server's certificate is not valid for {host!r} ({reason}): connect "
                                       "with a name the certificate lists.") from None
         raise BackendError("tls", f"The server's certificate was rejected: {reason}. Check that it is signed by "
-                                  "a CA WizChat trusts.") from None
+                                  f"{trusted_by(ca_cert)}.") from None
     except ssl.SSLError as error:
         sock.close()
         raise BackendError("tls", f"The TLS handshake failed ({error.reason or 'SSL error'}): the server may not "
@@ -113,5 +132,7 @@ def tls_handshake(sock: socket.socket, host: str, context: ssl.SSLContext, *,
     if context.verify_mode == ssl.CERT_NONE:
         return f"{version} (the certificate is not verified in this mode)."
     if context.check_hostname:
-        return f"{version}; the certificate is trusted and valid for {host}."
-    return f"{version}; the certificate is signed by a trusted CA (host name not checked in this mode)."
+        signer = f"signed by {trusted_by(ca_cert)}" if ca_cert else "trusted"
+        return f"{version}; the certificate is {signer} and valid for {host}."
+    return f"{version}; the certificate is signed by {trusted_by(ca_cert) if ca_cert else 'a trusted CA'} " \
+           "(host name not checked in this mode)."
