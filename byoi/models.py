@@ -154,14 +154,14 @@ class ConnectionTest(models.Model):
 
     @property
     def shown_steps(self) -> list[dict]:
-        """The steps as the page shows them: a step that passed but leaves the connection unencrypted (SSL Mode
-        "prefer" or "allow" against a server without SSL) is a warning, not a pass. A check may also report
-        "warn" itself."""
+        """The steps as the page shows them. Checks report a step that works but should not stay as it is with the
+        status "warning"; a run stored before they did said "ok" for a TLS step that left the connection
+        unencrypted (SSL Mode "prefer" or "allow" against a server without SSL): that is a warning too."""
         shown = []
         for step in self.steps or []:
             if (step.get("status") == "ok" and step.get("name") == "tls"
                     and "not be encrypted" in (step.get("message") or "")):
-                step = {**step, "status": "warn", "hint": step.get("hint") or (
+                step = {**step, "status": "warning", "hint": step.get("hint") or (
                     "Anyone on the network path can read this traffic. Enable SSL on the server, then choose "
                     "SSL Mode “require” or stronger.")}
             shown.append(step)
@@ -169,7 +169,7 @@ class ConnectionTest(models.Model):
 
     @property
     def warning_count(self) -> int:
-        return sum(1 for step in self.shown_steps if step.get("status") == "warn")
+        return sum(1 for step in self.shown_steps if step.get("status") == "warning")
 
     @property
     def failed_step(self) -> dict | None:

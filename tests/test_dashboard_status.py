@@ -169,7 +169,19 @@ def test_it_shows_an_unencrypted_connection_as_an_amber_warning_not_a_pass(owner
     test.save()
     body = owner_client.get(f"/byoi/tests/{test.id}/", HTTP_HX_REQUEST="true").content.decode()
     tls = body[body.index('<span class="step-label">TLS</span>') - 200:body.index('<span class="step-label">TLS')]
-    assert 'class="step step-warn"' in tls
-    assert "with 1 warning" in body
-    assert "Connection OK" not in body
+    assert 'class="step step-warning"' in tls
+    assert '<span class="badge warn"><span aria-hidden="true">!</span> Connection OK, 1 warning</span>' in body
+    assert "✓</span> Connection OK" not in body
     assert "choose SSL Mode “require” or stronger" in body
+
+
+def test_it_shows_a_step_the_check_reports_as_a_warning_in_amber(owner_client, owner):
+    steps = [{**step, "status": "warning", "message": "Not encrypted: SSL is off."} if step["name"] == "tls" else step
+             for step in PREFER_STEPS]
+    test = ConnectionTest(account=owner.membership.account, kind="graph", state="ok", steps=steps,
+                          finished=timezone.now())
+    test.save()
+    body = owner_client.get(f"/byoi/tests/{test.id}/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'class="step step-warning"' in body
+    assert "Not encrypted: SSL is off." in body
+    assert "Connection OK, 1 warning" in body

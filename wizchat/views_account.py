@@ -98,10 +98,10 @@ def api_keys_page(request):
 
 @require_GET
 def docs_page(request):
-    from .plans import byoi_plan_names
+    from byoi.sections import byoi_plans_text
 
     base = f"{request.scheme}://{request.get_host()}"
-    return render(request, "docs.html", {"api_base": base + "/v1", "byoi_plans": ", ".join(byoi_plan_names()),
+    return render(request, "docs.html", {"api_base": base + "/v1", "byoi_plans": byoi_plans_text(),
                                          "plans": Plan.objects.all()})
 
 
