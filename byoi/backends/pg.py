@@ -2,16 +2,24 @@
 
 - Connections go to the address `netguard` resolved and allowed (libpq `hostaddr`), while `host` keeps the
   name so that `sslmode=verify-full` still checks the certificate against it.
-- Pools are cached per settings fingerprint in this module; `pool_close(settings)` drops one.
+- Pools (`Pool`, in the caller's thread) are cached per settings fingerprint here; `pool_close(settings)` drops one.
 - Every failure becomes a `BackendError` from the one taxonomy, with a message that never holds a secret.
+- Every operation has a client-side deadline, on fresh and pooled connections alike: `statement_timeout`
+  ends a slow query on the server, and a watchdog shuts the socket of a connection whose server stopped
+  answering altogether (libpq has no read timeout), so a silent server is reported as `timeout` within the
+  operation timeout plus half a second. Taking a connection from the pool takes the connect timeout at most.
 - Provisioning helpers: one advisory lock for WizChat's DDL and the `wizchat_schema_version` table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import math
+import os
+import socket
 import ssl
 import threading
 import time
@@ -84,6 +92,11 @@ def connect_kwargs(settings: dict, *, connect_timeout: float, addresses: list[st
         # libpq takes whole seconds and treats anything below 2 as 2
         "connect_timeout": max(2, math.ceil(connect_timeout)),
         "application_name": "wizchat",
+        # The kernel notices a peer that vanished (a dead host, a black-holing network) on its own: idle pooled
+        # connections by keepalives, busy ones when data stays unacknowledged. A server that still ACKs but no
+        # longer answers is the watchdog's (see `deadline`).
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
     }
     if addresses:
         # One host entry per pinned address: libpq tries them in order and checks each against the name.
@@ -180,9 +193,110 @@ def _statement_timeout_ms(operation_timeout: float) -> int:
     return max(1, int(operation_timeout * 1000))
 
 
+# The watchdog fires this long after the operation timeout, so that a server that is only slow is first stopped
+# by its own statement_timeout (a clean QueryCanceled), and only a silent one loses its socket.
+DEADLINE_GRACE = 0.5
+
+
+class _Alarm:
+    __slots__ = ("sock", "done", "fired")
+
+    def __init__(self, sock: socket.socket):
+        self.sock: socket.socket | None = sock
+        self.done = False
+        self.fired = False
+
+
+class _Watchdog:
+    """One thread for the whole process: it shuts down the socket of every armed connection whose deadline
+    passed. The blocked read in libpq then returns, psycopg raises and the connection is discarded.
+
+    It holds a duplicate of the connection's descriptor, so a socket closed and its number reused meanwhile is
+    never touched."""
+
+    def __init__(self):
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, conn: psycopg.Connection, at: float) -> _Alarm | None:
+        try:
+            fd = conn.pgconn.socket
+            alarm = _Alarm(socket.socket(fileno=os.dup(fd)))
+        except (psycopg.Error, OSError):
+            return None  # no socket (closed): nothing can hang on it
+        with self._cond:
+            heapq.heappush(self._heap, (at, next(self._seq), alarm))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="wizchat-pg-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return alarm
+
+    def disarm(self, alarm: _Alarm | None) -> bool:
+        """Stop watching; whether the alarm had fired."""
+        if alarm is None:
+            return False
+        with self._cond:
+            alarm.done = True
+            sock, alarm.sock = alarm.sock, None
+        if sock is not None:
+            sock.close()
+        return alarm.fired
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].done:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        _, _, alarm = heapq.heappop(self._heap)
+                        alarm.done = alarm.fired = True
+                        sock, alarm.sock = alarm.sock, None
+                        break
+                    self._cond.wait(wait)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+_WATCHDOG = _Watchdog()
+
+
+@contextlib.contextmanager
+def deadline(conn: psycopg.Connection, at: float):
+    """Bound what runs on `conn` in the block to the monotonic time `at`; raises _Expired if the watchdog had
+    to cut the connection (whatever psycopg raised then)."""
+    alarm = _WATCHDOG.arm(conn, at)
+    try:
+        yield
+    except psycopg.Error as error:
+        if _WATCHDOG.disarm(alarm):
+            raise _Expired from error
+        raise
+    finally:
+        _WATCHDOG.disarm(alarm)
+
+
+class _Expired(Exception):
+    """The watchdog cut a connection whose server did not answer in time."""
+
+
 def _session_setup(conn: psycopg.Connection, operation_timeout: float) -> None:
     # `SET` rather than the `options` startup parameter: poolers such as PgBouncer reject `options`.
-    conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(_statement_timeout_ms(operation_timeout))))
+    with deadline(conn, time.monotonic() + operation_timeout + DEADLINE_GRACE):
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(
+            sql.Literal(_statement_timeout_ms(operation_timeout))))
 
 
 def connect(settings: dict, *, connect_timeout: float, operation_timeout: float, autocommit: bool = True,
@@ -199,64 +313,198 @@ def connect(settings: dict, *, connect_timeout: float, operation_timeout: float,
         _session_setup(conn, operation_timeout)
         if not autocommit:
             conn.commit()
+    except _Expired:
+        conn.close()
+        raise _silent(settings, operation_timeout) from None
     except psycopg.Error as error:
         conn.close()
         raise classify(error, settings=settings) from None
     return conn
 
 
-_POOLS: dict[str, tuple[str, object]] = {}  # key -> (fingerprint of the settings alone, pool)
-_POOLS_LOCK = threading.Lock()
+def _silent(settings: dict, operation_timeout: float) -> BackendError:
+    where = Where(str(settings.get("host") or "") or None, settings.get("port"))
+    return BackendError("timeout", f"The database{where.at} stopped answering: no reply within "
+                                   f"{operation_timeout:g} seconds.")
+
+
 CHECK_AFTER_IDLE = 2.0  # seconds a pooled connection may sit unused before it is checked on checkout
+MAX_IDLE = 300.0  # seconds an unused pooled connection is kept
 
 
 def _configure(operation_timeout: float, extra: Callable[[psycopg.Connection], None] | None):
     def configure(conn: psycopg.Connection) -> None:
         _session_setup(conn, operation_timeout)
         if extra is not None:
-            extra(conn)
+            with deadline(conn, time.monotonic() + operation_timeout + DEADLINE_GRACE):
+                extra(conn)
 
     return configure
 
 
-def _check(conn: psycopg.Connection) -> None:
-    """Check a connection that sat idle for a while (the server or a proxy may have dropped it); a recently
-    used one goes straight out, and run() retries once if it turns out broken after all."""
-    from psycopg_pool import ConnectionPool
-
-    if time.monotonic() - getattr(conn, "_wizchat_returned", 0.0) >= CHECK_AFTER_IDLE:
-        ConnectionPool.check_connection(conn)
+def _checkout_timeout(connect_timeout: float) -> float:
+    """How long a checkout may take: what libpq may take to open a connection (it rounds up to whole seconds,
+    at least 2), and a little more. A check of an idle connection gets as long; a caller that finds every
+    connection busy for as long does its work on a connection of its own."""
+    return max(2, math.ceil(connect_timeout)) + DEADLINE_GRACE
 
 
-def _returned(conn: psycopg.Connection) -> None:
-    conn._wizchat_returned = time.monotonic()
+class _PoolFull(Exception):
+    """Every pooled connection stayed busy for the checkout timeout."""
+
+
+class Pool:
+    """A small pool of autocommit connections that does everything in the caller's thread.
+
+    Opening a connection happens in the thread that needs it, so its failure (refused, wrong password, a
+    silent server at the connect timeout) reaches that caller at once, with its real cause: a pool that connects
+    in the background only lets its callers wait for its timeout, and a connection returned through a worker
+    can sit behind a connection attempt to a server that hangs. A connection idle for CHECK_AFTER_IDLE is checked
+    (with a deadline) before it is handed out; broken ones are dropped."""
+
+    def __init__(self, kwargs: dict, *, max_size: int, configure: Callable[[psycopg.Connection], None],
+                 connect_timeout: float):
+        self._kwargs, self._max, self._configure = kwargs, max_size, configure
+        self._checkout = _checkout_timeout(connect_timeout)
+        self._idle: list[tuple[psycopg.Connection, float]] = []  # (connection, returned at), newest last
+        self._size = 0  # connections open or being opened
+        self._cond = threading.Condition()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        conn = self._get()
+        try:
+            yield conn
+        finally:
+            self._put(conn)
+
+    def _get(self) -> psycopg.Connection:
+        end = time.monotonic() + self._checkout
+        while True:
+            conn, returned, stale = None, 0.0, []
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise BackendError("unavailable", "The database connections were closed: try again.")
+                    stale += self._expired()
+                    if self._idle:
+                        conn, returned = self._idle.pop()
+                        break
+                    if self._size < self._max:
+                        self._size += 1
+                        break
+                    remaining = end - time.monotonic()
+                    if remaining <= 0:
+                        raise _PoolFull
+                    self._cond.wait(remaining)
+            for old in stale:
+                _close_quietly(old)
+            if conn is None:
+                return self._open()
+            if conn.closed or conn.broken:
+                self._drop(conn)
+                continue
+            if time.monotonic() - returned < CHECK_AFTER_IDLE:
+                return conn
+            try:
+                with deadline(conn, end):
+                    conn.execute("")
+            except _Expired:
+                self._drop(conn)
+                raise  # the server stopped answering: opening another connection would only wait as long
+            except psycopg.Error:
+                self._drop(conn)  # dropped by the server or a proxy meanwhile: take another one
+                continue
+            return conn
+
+    def _open(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(**self._kwargs, autocommit=True)
+        except BaseException:
+            self._lost()
+            raise
+        try:
+            self._configure(conn)
+        except BaseException:
+            self._drop(conn)
+            raise
+        return conn
+
+    def _put(self, conn: psycopg.Connection) -> None:
+        if conn.closed or conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._drop(conn)
+            return
+        with self._cond:
+            if not self._closed:
+                self._idle.append((conn, time.monotonic()))
+                self._cond.notify()
+                return
+        self._drop(conn)
+
+    def _expired(self) -> list[psycopg.Connection]:
+        """Idle connections unused for MAX_IDLE, taken out of the pool (caller holds the lock, closes them)."""
+        limit = time.monotonic() - MAX_IDLE
+        old = [conn for conn, at in self._idle if at < limit]
+        if old:
+            self._idle = [(conn, at) for conn, at in self._idle if at >= limit]
+            self._size -= len(old)
+        return old
+
+    def _drop(self, conn: psycopg.Connection) -> None:
+        _close_quietly(conn)
+        self._lost()
+
+    def _lost(self) -> None:
+        with self._cond:
+            self._size -= 1
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._size -= len(idle)
+            self._cond.notify_all()
+        for conn, _ in idle:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: psycopg.Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+_POOLS: dict[str, tuple[str, Pool]] = {}  # key -> (fingerprint of the settings alone, pool)
+_POOLS_LOCK = threading.Lock()
+_INHERITED: list = []  # a forked child's copies of its parent's pools: kept, never used nor closed
+
+
+def _forget_after_fork() -> None:
+    global _POOLS_LOCK
+    # Closing would end the parent's sessions (the sockets are shared): keep the objects alive, unused.
+    _INHERITED.append(dict(_POOLS))
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def pool_get(settings: dict, *, connect_timeout: float, operation_timeout: float, name: str,
-             configure: Callable[[psycopg.Connection], None] | None = None):
-    """The cached pool (autocommit connections) for these settings, created on first use after one direct
-    connection has proved that the settings work (a pool only reports a bare timeout for a wrong password)."""
-    from psycopg_pool import ConnectionPool
-
+             configure: Callable[[psycopg.Connection], None] | None = None) -> Pool:
+    """The cached pool (autocommit connections) for these settings, created on first use."""
     key = fingerprint([settings, connect_timeout, operation_timeout, name, netguard.ca_bundle()])
     entry = _POOLS.get(key)
     if entry is not None:
         return entry[1]
     addresses = netguard.pinned_addresses(settings, 5432)
-    probe = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout,
-                    addresses=addresses)
-    probe.close()
     with _POOLS_LOCK:
         entry = _POOLS.get(key)
         if entry is None:
-            pool = ConnectionPool(
-                kwargs={**connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
-                        "autocommit": True},
-                min_size=0, max_size=POOL_MAX_SIZE, open=True, num_workers=1,
-                configure=_configure(operation_timeout, configure), check=_check, reset=_returned,
-                timeout=connect_timeout + operation_timeout, max_idle=300, reconnect_timeout=60,
-                name=f"wizchat-{name}-{key[:8]}",
-            )
+            pool = Pool(connect_kwargs(settings, connect_timeout=connect_timeout, addresses=addresses),
+                        max_size=POOL_MAX_SIZE, configure=_configure(operation_timeout, configure),
+                        connect_timeout=connect_timeout)
             entry = _POOLS[key] = (fingerprint(settings), pool)
         return entry[1]
 
@@ -271,40 +519,62 @@ def pool_close(settings: dict | None = None) -> None:
             victims = [k for k, (fp, _) in _POOLS.items() if fp == wanted]
         pools = [_POOLS.pop(k)[1] for k in victims]
     for pool in pools:
-        with contextlib.suppress(Exception):
-            pool.close(timeout=2)
+        pool.close()
+
+
+def _work(conn: psycopg.Connection, work: Callable[[psycopg.Connection], T], atomic: bool, at: float) -> T:
+    with deadline(conn, at):
+        if atomic:
+            with conn.transaction():
+                return work(conn)
+        return work(conn)
 
 
 def run(settings: dict, work: Callable[[psycopg.Connection], T], *, connect_timeout: float,
         operation_timeout: float, name: str, configure: Callable[[psycopg.Connection], None] | None = None,
         atomic: bool = False) -> T:
     """`work(conn)` on a pooled autocommit connection — inside one transaction when `atomic` — and its
-    result. A pooled connection the server dropped is replaced and the work run once more (every caller's
-    work is a read or an idempotent write). Failures become BackendError."""
-    from psycopg_pool import PoolTimeout
-
+    result, within the operation timeout (plus DEADLINE_GRACE) once it has a connection, and the checkout within
+    the connect timeout. A pooled connection the server dropped is replaced and the work run once more (every
+    caller's work is a read or an idempotent write). When every pooled connection stays busy, the work runs on
+    a connection of its own. Failures become BackendError."""
     pool = pool_get(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout, name=name,
                     configure=configure)
     for attempt in (1, 2):
         try:
             with pool.connection() as conn:
                 try:
-                    if atomic:
-                        with conn.transaction():
-                            return work(conn)
-                    return work(conn)
+                    return _work(conn, work, atomic, time.monotonic() + operation_timeout + DEADLINE_GRACE)
                 except psycopg.OperationalError:
                     if attempt == 1 and conn.broken:
                         continue
                     raise
-        except PoolTimeout:
-            # The pool hides why it could not connect: one direct attempt tells (wrong password, server down…).
-            diag = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout)
-            diag.close()
-            raise BackendError("timeout", "No database connection became free within the timeout.") from None
+        except _PoolFull:
+            return _direct(settings, work, connect_timeout=connect_timeout, operation_timeout=operation_timeout,
+                           configure=configure, atomic=atomic)
+        except _Expired:
+            raise _silent(settings, operation_timeout) from None
         except psycopg.Error as error:
             raise classify(error, settings=settings) from None
     raise BackendError("unavailable", "The database dropped the connection twice in a row: try again.")
+
+
+def _direct(settings: dict, work: Callable[[psycopg.Connection], T], *, connect_timeout: float,
+            operation_timeout: float, configure: Callable[[psycopg.Connection], None] | None, atomic: bool) -> T:
+    """The work on a connection of its own, closed afterwards."""
+    conn = connect(settings, connect_timeout=connect_timeout, operation_timeout=operation_timeout)
+    try:
+        at = time.monotonic() + operation_timeout + DEADLINE_GRACE
+        if configure is not None:
+            with deadline(conn, at):
+                configure(conn)
+        return _work(conn, work, atomic, at)
+    except _Expired:
+        raise _silent(settings, operation_timeout) from None
+    except psycopg.Error as error:
+        raise classify(error, settings=settings) from None
+    finally:
+        conn.close()
 
 
 # --- provisioning helpers ---------------------------------------------------------------------------------
