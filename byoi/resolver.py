@@ -145,6 +145,10 @@ class Stack:
     def backend(self, kind: str):
         return self._get(kind)
 
+    def fingerprint(self, kind: str) -> str:
+        """The component's settings fingerprint: the key of its cached backend, breaker and thread share."""
+        return self._slots[kind].fingerprint
+
     def describe(self) -> dict[str, dict]:
         """For the UI: {kind: {"label", "source": "custom"|"default", "location": non-secret summary}}."""
         return {kind: {"label": label(kind), "source": slot.source, "location": slot.location()}

@@ -13,14 +13,15 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from django.db import connection
 
-from byoi.access import ComponentFailed, component, failure_record, resolve_stack
+from byoi.access import ComponentFailed, component, component_key, failure_record, resolve_stack
 from byoi.activity import component_success_record
 from byoi.backends.embeddings import LocalEmbeddings
+from byoi.isolation import Lanes
 from wizchat.plans import PlanLimitReached
 
 from . import extraction
@@ -218,7 +219,18 @@ def _embed_question(stack, question: str) -> list[float]:
 
 
 # Embedding the question runs beside the platform queries that precede retrieval (ONNX and HTTP release the GIL).
-_EMBEDDER_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-embed")
+# A customer's embeddings endpoint may hold EMBEDDER_THREADS_PER_COMPONENT of the shared threads; when its share
+# (or the pool) is busy the question is embedded in the request's own thread instead of waiting for one.
+EMBEDDER_THREADS = 4
+EMBEDDER_THREADS_PER_COMPONENT = 2
+_EMBEDDER_LANES = Lanes("wizchat-embed", EMBEDDER_THREADS)
+
+
+def _embed_start(stack, question: str) -> Future | None:
+    custom = stack.sources.get("embeddings") == "custom"
+    return _EMBEDDER_LANES.submit(component_key(stack, "embeddings"),
+                                  EMBEDDER_THREADS_PER_COMPONENT if custom else EMBEDDER_THREADS, _embed_question,
+                                  stack, question)
 
 
 def _in_process(stack) -> bool:
@@ -351,12 +363,12 @@ def chat_events(chatbot: Chatbot, question: str, conversation_id: str | None = N
         stack = host.stack(chatbot)
         # The in-process embedder starts before the documents query (it is the critical path); it costs only
         # CPU when the chatbot turns out to have no chunks. An embeddings API is called only when needed.
-        vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question) if _in_process(stack) else None
+        vector = _embed_start(stack, question) if _in_process(stack) else None
         known = host.knowledge(chatbot, with_outbox=store)
         if not known.has_chunks:
             vector = None
         elif vector is None:
-            vector = _EMBEDDER_THREADS.submit(_embed_question, stack, question)
+            vector = _embed_start(stack, question)
         if count_quota:
             host.quota_use(chatbot)
     except (PlanLimitReached, ComponentFailed) as error:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict
 from datetime import date
 
@@ -15,8 +15,18 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from byoi.access import ComponentFailed, component, failure_record, provision_once, resolve_stack
+from byoi.access import (
+    ComponentBusy,
+    ComponentFailed,
+    component,
+    component_key,
+    component_slots,
+    failure_record,
+    provision_once,
+    resolve_stack,
+)
 from byoi.backends.base import Message
+from byoi.isolation import Lanes
 from wizchat.plans import plan_check_message_limit
 
 from .models import MessageUsage, Outbox
@@ -36,19 +46,27 @@ def _append(stack, chatbot, message: Message) -> bool:
         return store.append(chatbot.id, message)
 
 
-# Storing the question runs while the answer streams; the answer is stored after it, in order.
-_STORE_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-store")
+# Storing the question runs while the answer streams; the answer is stored after it, in order. The threads are
+# shared by every chatbot, but a customer's conversations database may hold only STORE_THREADS_PER_COMPONENT
+# of them: one that stopped answering cannot make other chatbots' messages wait (byoi.isolation.Lanes).
+STORE_THREADS = 16
+STORE_THREADS_PER_COMPONENT = 2
+_STORE_LANES = Lanes("wizchat-store", STORE_THREADS)
 
 
 def conversation_append_start(chatbot, message: Message, stack, queued: bool | None = None) -> Future | None:
     """Start storing the first message of an exchange in the background. None when the chatbot has queued
-    messages: then everything goes through conversation_append to keep the order. `queued`: whether it has,
-    when the caller has just asked (None: ask here)."""
+    messages (then everything goes through conversation_append to keep the order), or when its database's
+    share of the threads is in use (then it is stored at the end, in the caller's thread). `queued`: whether
+    it has queued messages, when the caller has just asked (None: ask here)."""
     if queued is None:
         queued = Outbox.objects.filter(chatbot=chatbot).exists()
     if queued:
         return None
-    return _STORE_THREADS.submit(_append, stack, chatbot, message)
+    custom = stack.sources.get("conversations") == "custom"
+    return _STORE_LANES.submit(component_key(stack, "conversations"),
+                               STORE_THREADS_PER_COMPONENT if custom else STORE_THREADS, _append, stack, chatbot,
+                               message)
 
 
 def conversation_append_finish(chatbot, pending: Future | None, first: Message, *rest: Message, stack) -> str:
@@ -114,18 +132,23 @@ def outbox_put(chatbot, message: Message, failure: ComponentFailed | None) -> Ou
 
 
 def outbox_deliver(outbox_id: int) -> str:
-    """Deliver one outbox message: "delivered" (or already delivered) or raises ComponentFailed."""
+    """Deliver one outbox message: "delivered" (or already delivered) or raises ComponentFailed — or
+    ComponentBusy while another worker is already delivering to the same customer database (one at a time:
+    a database that stopped answering holds one worker, not all of them)."""
     row = Outbox.objects.select_related("chatbot__account__plan").filter(pk=outbox_id).first()
     if row is None:
         return "gone"
     stack = resolve_stack(row.chatbot)
     message = Message(**json.loads(row.payload))
-    try:
-        _append(stack, row.chatbot, message)  # the message id makes a second delivery a no-op
-    except ComponentFailed as failure:
-        Outbox.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1, last_attempt=timezone.now(),
-                                                error_code=failure.code, error_message=str(failure))
-        raise
+    with component_slots(stack, ("conversations",)) as free:
+        if not free:
+            raise ComponentBusy(row.chatbot_id)
+        try:
+            _append(stack, row.chatbot, message)  # the message id makes a second delivery a no-op
+        except ComponentFailed as failure:
+            Outbox.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1, last_attempt=timezone.now(),
+                                                    error_code=failure.code, error_message=str(failure))
+            raise
     row.delete()
     _note_if_drained(row.chatbot)
     return "delivered"

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from tests.faults import fault_record  # noqa: F401 - fixture of the fault tests
+from tests.faults import behind_proxy, fault_record, fault_settings  # noqa: F401 - fixtures of the fault tests
 from tests.openai_server import llama_server, openai_server  # noqa: F401
 from tests.peers import PEERS, customer_database, drop_database
 from tests.tls_peers import *  # noqa: F403 - TLS peer fixtures (names in tests.tls_peers.__all__)

@@ -69,6 +69,12 @@ class TcpProxy:
                     pass
 
 
+@pytest.fixture(autouse=True)
+def no_breaker_cooldown(settings):
+    """These tests bring the database back and write at once: no cool-down (tests/test_faults_breaker.py has it)."""
+    settings.BYOI_BREAKER_COOLDOWN = 0
+
+
 @pytest.fixture
 def proxy():
     p = TcpProxy(PEERS.customer_pg.port)

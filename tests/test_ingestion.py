@@ -194,9 +194,10 @@ def test_it_resumes_a_failed_job_without_embedding_again(chatbot, customer_db, o
     assert len(openai_server.calls("/embeddings")) == calls
 
 
-def test_it_resumes_after_the_last_chunk_really_stored_when_embedding_fails_midway(chatbot, openai_server):
+def test_it_resumes_after_the_last_chunk_really_stored_when_embedding_fails_midway(chatbot, openai_server, settings):
     # Ten embedding calls succeed, then the endpoint fails: the chunks embedded since the last write to the
     # vector store are not counted as stored, and the retry embeds exactly the rest.
+    settings.BYOI_BREAKER_COOLDOWN = 0  # the endpoint is back at once (tests/test_faults_breaker.py has the cool-down)
     component_save(chatbot, "embeddings", values=openai_server.embeddings_settings(dimensions=64),
                    secrets={"api_key": openai_server.api_key})
     byoi_set_enabled(chatbot, True)
