@@ -14,13 +14,24 @@ import logging
 import re
 import time
 import zlib
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import PurePath
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from byoi.access import ComponentFailed, component, failure_record, provision_once, resolve_stack
+from byoi.access import (
+    ComponentBusy,
+    ComponentFailed,
+    component,
+    component_slots,
+    failure_record,
+    provision_once,
+    resolve_stack,
+)
 from byoi.activity import component_success_record
 from byoi.backends.base import Chunk
 from byoi.errors import BackendError, NotFound
@@ -264,6 +275,7 @@ def document_add(chatbot: Chatbot, *, title: str = "", text: str | None = None, 
 
 def document_retry(document: Document) -> Document:
     """Queue a failed job again; it resumes where it stopped."""
+    document_unstick(document)
     if document.status != Document.Status.FAILED:
         return document
     if not DocumentSource.objects.filter(document=document).exists():
@@ -298,6 +310,36 @@ def _ignore_missing(call) -> None:
 
 # -- the job -----------------------------------------------------------------------------------------------
 
+STALLED_MESSAGE = ("Ingestion stopped making progress (nothing was recorded for {minutes} minutes): the worker "
+                   "running it probably stopped.")
+STALLED_HINT = "Retry: the job resumes after the last chunk it stored."
+# A running job records its progress at least this often (a stall is INGESTION_STALL_SECONDS without any).
+PROGRESS_EVERY = 5.0
+
+
+def _stalled(queryset) -> int:
+    """Mark failed, with Retry, the jobs in `queryset` still `running` without progress for
+    INGESTION_STALL_SECONDS (a worker killed where Celery could not notice: the whole machine, a lost broker)."""
+    now = timezone.now()
+    minutes = max(1, round(settings.INGESTION_STALL_SECONDS / 60))
+    return queryset.filter(status=Document.Status.RUNNING,
+                           updated__lt=now - timedelta(seconds=settings.INGESTION_STALL_SECONDS)).update(
+        status=Document.Status.FAILED, error_code="timeout", error_message=STALLED_MESSAGE.format(minutes=minutes),
+        error_hint=STALLED_HINT, finished=now, updated=now)
+
+
+def document_unstick(document: Document) -> Document:
+    """The document, marked failed first if its job stalled."""
+    if document.status == Document.Status.RUNNING and _stalled(Document.objects.filter(pk=document.pk)):
+        document.refresh_from_db()
+    return document
+
+
+def _ingest_kinds(chatbot: Chatbot) -> tuple[str, ...]:
+    """The components an ingestion job calls."""
+    return ("embeddings", "vector_store", "graph", "llm") if chatbot.entity_extraction == "llm" else \
+        ("embeddings", "vector_store", "graph")
+
 class DocumentGone(Exception):
     """The document was deleted while its job ran."""
 
@@ -326,7 +368,9 @@ def _progress(document: Document, **fields) -> None:
 
 def document_ingest(document_id) -> Document:
     """Run (or resume) a document's ingestion job. Records progress and the outcome on the Document; raises
-    ComponentFailed after recording it, so the Celery task can decide to retry."""
+    ComponentFailed after recording it, so the Celery task can decide to retry; ComponentBusy (nothing
+    recorded) while another job holds one of the customer's components (byoi.access.component_slots);
+    SoftTimeLimitExceeded after recording that the job ran out of time."""
     document = Document.objects.select_related("chatbot__account__plan").get(pk=document_id)
     if document.status == Document.Status.DONE:
         return document
@@ -334,10 +378,22 @@ def document_ingest(document_id) -> Document:
     if source is None:
         _fail(document, DocumentRejected("The text of this document is no longer available. Upload it again."))
         return document
+    try:
+        stack = resolve_stack(document.chatbot)
+    except ComponentFailed as failure:
+        _fail(document, failure)
+        raise
+    with component_slots(stack, _ingest_kinds(document.chatbot)) as free:
+        if not free:
+            raise ComponentBusy(document.id)
+        return _job(document, stack, source.text)
+
+
+def _job(document: Document, stack, text: str) -> Document:
     _progress(document, status=Document.Status.RUNNING, attempts=document.attempts + 1, started=timezone.now(),
               error_code="", error_message="", error_hint="")
     try:
-        _ingest(document, source.text)
+        _ingest(document, text)
     except DocumentGone:
         _clean_up_after_delete(document)
         return document
@@ -346,6 +402,12 @@ def document_ingest(document_id) -> Document:
         if isinstance(failure, ComponentFailed):
             raise
         return document
+    except SoftTimeLimitExceeded:
+        minutes = max(1, round(settings.INGESTION_SOFT_TIME_LIMIT / 60))
+        _record(document, status=Document.Status.FAILED, error_code="timeout",
+                error_message=f"Ingestion ran longer than {minutes} minutes and was stopped.",
+                error_hint="Retry: the job resumes after the last chunk it stored.", finished=timezone.now())
+        raise
     except Exception as error:
         # A bug, not a component: say so plainly, keep the staged text so the job can be retried.
         log.exception("Ingestion of document %s failed", document.id)
@@ -412,6 +474,7 @@ def _ingest(document: Document, text: str) -> None:
     writer.flush()
     provision_once(stack, "graph", chatbot.id)
     use_llm = chatbot.entity_extraction == "llm"
+    recorded = time.monotonic()
     for ordinal in range(document.chunks_graphed, len(pieces)):
         piece = pieces[ordinal]
         if use_llm:
@@ -422,8 +485,9 @@ def _ingest(document: Document, text: str) -> None:
         if entities:
             with component(stack, "graph") as graph:
                 graph.upsert(chatbot.id, doc_id, f"{doc_id}:{ordinal}", entities, relations)
-        if ordinal % 8 == 7 or ordinal == len(pieces) - 1:
+        if ordinal % 8 == 7 or ordinal == len(pieces) - 1 or time.monotonic() - recorded >= PROGRESS_EVERY:
             _progress(document, chunks_graphed=ordinal + 1)
+            recorded = time.monotonic()
 
 
 class _ChunkWriter:
@@ -454,6 +518,7 @@ def document_get_for_user(user, chatbot_id, document_id) -> Document:
 
     chatbot = chatbot_get_for_user(user, chatbot_id)
     try:
-        return chatbot.documents.select_related("chatbot__account__plan").get(pk=document_id)
+        document = chatbot.documents.select_related("chatbot__account__plan").get(pk=document_id)
     except (Document.DoesNotExist, ValueError):
         raise NotFound("No such document") from None
+    return document_unstick(document)

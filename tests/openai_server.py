@@ -53,6 +53,7 @@ class OpenAIServer:
     reject_stream_options: bool = False  # answers 400 to `stream_options`, as some servers do
     word_delay: float = 0.0  # seconds between streamed words (a slow LLM, for tests that act mid-answer)
     embeddings_fail_after: int | None = None  # answer 500 to every /embeddings call after this many
+    embeddings_delay: float = 0.0  # seconds each /embeddings answer takes (a slow endpoint, to act mid-ingestion)
     redirect_to: str = "http://127.0.0.1:9/v1"  # where "redirect" mode points (tests put a second server there)
     requests: list = field(default_factory=list)
     host: str = "127.0.0.1"
@@ -284,6 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
     def _embeddings(self, body: dict):
+        if self.state.embeddings_delay:
+            self.state._stop.wait(self.state.embeddings_delay)
         limit = self.state.embeddings_fail_after
         if limit is not None and len(self.state.calls("/embeddings")) > limit:
             self._error(500, "The server had an error while processing your request.", "server_error")

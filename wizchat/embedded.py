@@ -371,10 +371,16 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> None:
         proc.wait(5)
 
 
+# The queues settings.CELERY_TASK_ROUTES sends tasks to: one worker on this machine consumes them all.
+CELERY_QUEUES = ("default", "ingestion", "outbox")
+
+
 def start_celery_worker(env: dict, log_path: Path, concurrency: int = 2) -> subprocess.Popen:
+    """A Celery worker consuming every queue; `concurrency` processes, of which each customer component may hold
+    BYOI_TASKS_PER_COMPONENT at a time (byoi.access.component_slots)."""
     log = open(log_path, "ab")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "wizchat", "worker", "--loglevel", "INFO",
+        [sys.executable, "-m", "celery", "-A", "wizchat", "worker", "--loglevel", "INFO", "-Q", ",".join(CELERY_QUEUES),
          "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         cwd=str(Path(__file__).resolve().parent.parent),

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -120,8 +121,27 @@ FALKORDB_URL = env.str("FALKORDB_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A task is acknowledged when it ends, and one whose worker process died (killed, out of memory) goes back to its
+# queue and runs again; tasks are idempotent (chunk ids, message ids) and resume from their recorded progress.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Separate queues, so that retries against a customer's failing database and long ingestions cannot stand in
+# front of other work; a worker consumes them all (wizchat.embedded.CELERY_QUEUES, `celery worker -Q`).
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "ingestion", "outbox")]  # a bare `celery worker` takes all
+CELERY_TASK_ROUTES = {
+    "chatbots.ingest_document": {"queue": "ingestion"},
+    "conversations.outbox_deliver": {"queue": "outbox"},
+}
+# Every task ends: a soft limit raises inside it (it records why), the hard limit kills its process. Ingestion
+# and outbox delivery set their own (chatbots.tasks, conversations.tasks).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+INGESTION_SOFT_TIME_LIMIT = env.int("INGESTION_SOFT_TIME_LIMIT", default=1800)
+# A job whose document shows no progress for this long (its worker died while Celery could not tell) is marked
+# failed, with Retry.
+INGESTION_STALL_SECONDS = env.int("INGESTION_STALL_SECONDS", default=600)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
