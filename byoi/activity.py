@@ -78,15 +78,65 @@ def _describe(action: str, d: dict) -> tuple[str, str]:
     return action, "info"
 
 
-def activity_list(chatbot, limit: int = 25) -> list[Entry]:
-    events = (AuditEvent.objects.filter(chatbot_id=chatbot.id, action__in=SHOWN)
-              .select_related("actor").order_by("-created")[:limit])
+CONFIG_ACTIONS = ("byoi.enabled", "byoi.disabled", "byoi.component_saved", "byoi.component_enabled",
+                  "byoi.component_disabled", "byoi.component_deleted")
+
+
+def _quiet_saves(chatbot) -> tuple[set[int], set[int]]:
+    """(saves that changed nothing, saves that switched a component back on). A form saves every switched-on
+    component; only what changed belongs in the log. Walks the chatbot's configuration events, oldest first."""
+    events = (AuditEvent.objects.filter(chatbot_id=chatbot.id, action__in=CONFIG_ACTIONS)
+              .order_by("created", "id").values_list("id", "action", "detail"))
+    off: set[str] = set()  # kinds whose component is switched off
+    nothing, again = set(), set()
+    for pk, action, detail in events:
+        kind = (detail or {}).get("kind", "")
+        if action == "byoi.component_disabled":
+            off.add(kind)
+        elif action in ("byoi.component_enabled", "byoi.component_deleted"):
+            off.discard(kind)
+        elif action == "byoi.component_saved":
+            if not (detail or {}).get("created") and not (detail or {}).get("changed"):
+                (again if kind in off else nothing).add(pk)
+            if (detail or {}).get("enabled", True):
+                off.discard(kind)
+    return nothing, again
+
+
+def _testers(events) -> dict[str, str]:
+    """Who started each of these Test Connection runs (its "finished" event has no actor: a worker ran it)."""
+    ids = [e.detail.get("test_id") for e in events
+           if e.action == "byoi.connection_test_finished" and (e.detail or {}).get("test_id")]
+    if not ids:
+        return {}
+    started = (AuditEvent.objects.filter(action="byoi.connection_test_started", detail__test_id__in=ids,
+                                         actor__isnull=False).select_related("actor"))
+    return {e.detail["test_id"]: e.actor.get_username() for e in started}
+
+
+def activity_page(chatbot, page: int = 1, per_page: int = 25) -> tuple[list[Entry], bool]:
+    """One page of the connection log, newest first, and whether older entries follow."""
+    nothing, again = _quiet_saves(chatbot)
+    page = max(1, page)
+    events = list(AuditEvent.objects.filter(chatbot_id=chatbot.id, action__in=SHOWN).exclude(pk__in=nothing)
+                  .select_related("actor").order_by("-created", "-id")[(page - 1) * per_page:page * per_page + 1])
+    more = len(events) > per_page
+    events = events[:per_page]
+    testers = _testers(events)
     entries = []
     for event in events:
-        text, outcome = _describe(event.action, event.detail or {})
-        who = event.actor.get_username() if event.actor else "WizChat"
+        detail = event.detail or {}
+        if event.pk in again:
+            text, outcome = f"{label(detail.get('kind', ''))} switched on", "info"
+        else:
+            text, outcome = _describe(event.action, detail)
+        who = event.actor.get_username() if event.actor else testers.get(detail.get("test_id"), "WizChat")
         entries.append(Entry(when=event.created, who=who, text=text, outcome=outcome))
-    return entries
+    return entries, more
+
+
+def activity_list(chatbot, limit: int = 25) -> list[Entry]:
+    return activity_page(chatbot, 1, limit)[0]
 
 
 def component_failure_record(chatbot, *, kind: str, code: str, during: str, host: str = "") -> bool:

@@ -70,7 +70,7 @@ class ComponentForm(forms.Form):
                 field.widget.attrs.setdefault("aria-required", "true")
             if field.help_text:
                 # Not self[name]: a BoundField made now would freeze the help text before it is adjusted.
-                field.widget.attrs.setdefault("aria-describedby", f"{self.auto_id % self.add_prefix(name)}_help")
+                field.widget.attrs.setdefault("aria-describedby", f"{self.auto_id % self.add_prefix(name)}_helptext")
 
     def split(self) -> tuple[dict, dict]:
         """(values, secrets) from cleaned_data, in the registry's field names. Blank secrets are left out."""

@@ -16,7 +16,7 @@ from wizchat.formerrors import error_summary
 from wizchat.plans import PlanLimitReached
 
 from . import services
-from .activity import FAILURE_QUIET_MINUTES, activity_list
+from .activity import FAILURE_QUIET_MINUTES, activity_page
 from .drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_mark, tests_attach
 from .errors import NotFound
 from .forms import ByoiPanel, component_form, save_warnings, typed_check_context
@@ -116,6 +116,13 @@ def test_start(request, kind, chatbot_id=None):
     return _test_response(request, _test_context(test), finished=test.finished_state)
 
 
+def _page_number(raw) -> int:
+    try:
+        return max(1, min(int(raw or 1), 10_000))
+    except ValueError:
+        return 1
+
+
 def _labelled(kind: str, name: str, message: str) -> str:
     spec = KINDS[kind]
     names = {f.name: f.label for f in spec.fields}
@@ -177,7 +184,9 @@ def byoi_settings(request, chatbot_id):
             for warning in save_warnings(saved, disabling):
                 messages.warning(request, warning)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
-    context = {"chatbot": chatbot, "panel": panel, "activity": activity_list(chatbot),
+    log_page = _page_number(request.GET.get("log"))
+    activity, older = activity_page(chatbot, log_page)
+    context = {"chatbot": chatbot, "panel": panel, "activity": activity, "log_page": log_page, "log_older": older,
                "quiet_minutes": FAILURE_QUIET_MINUTES, "draft_id": "", "summary": []}
     if data is not None and refresh:
         draft_mark(panel, kept)

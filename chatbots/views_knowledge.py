@@ -11,8 +11,8 @@ from .forms_knowledge import KnowledgeSettingsForm
 from .views import chatbot_or_404, document_or_404
 
 OUTCOMES = {
-    "added": "“{}” added; ingestion has started.",
-    "updated": "“{}” updated; it is being ingested again.",
+    "added": "“{}” added: its row below shows the ingestion's progress.",
+    "updated": "“{}” updated: its row below shows it being ingested again.",
     "unchanged": "“{}” is already up to date: nothing to do.",
 }
 

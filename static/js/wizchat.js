@@ -134,6 +134,7 @@ document.addEventListener("click", (event) => {
       data.sources.forEach(function (s) { var li = el("li"); li.appendChild(el("strong", null, s.title)); li.appendChild(document.createTextNode(" — ")); li.appendChild(el("span", "muted", s.snippet)); ol.appendChild(li); });
       box.appendChild(ol); out.appendChild(box);
     } else if (ev === "error") {
+      if (!state.answer.textContent) state.answer.remove();  // no empty "…" answer above the error
       var a = el("div", "alert error"); a.setAttribute("role", "alert"); a.appendChild(el("strong", null, data.message));
       if (data.hint) { a.appendChild(el("br")); a.appendChild(document.createTextNode(data.hint)); } out.appendChild(a);
     } else if (ev === "done") {

@@ -124,12 +124,14 @@ def test_it_turns_the_badge_red_on_failing_traffic_and_green_on_recovery(
     byoi_set_enabled(chatbot, True)
     log_in(page, owner)
     page.goto(f"{live_server.url}/dashboard/chatbots/{chatbot.id}/")
+    expect(page.get_by_role("button", name="Start a new conversation")).to_be_hidden()  # no conversation yet
     ask(page, "Hello?")
     expect(page.locator("#chat-output .chat-answer")).to_have_text(openai_server.reply)
 
     openai_server.stop()  # the customer's LLM goes down
     ask(page, "Still there?")
     expect(page.locator("#chat-output .alert.error")).to_contain_text("refused")
+    expect(page.locator("#chat-output .chat-answer")).to_have_count(0)  # no empty answer above the error
     page.reload()
     badge = page.locator("#byoi-llm-badge")
     expect(badge).to_contain_text(re.compile(r"Failing since \d\d:\d\d — refused"))
