@@ -209,9 +209,10 @@ def test_it_keeps_everything_typed_except_secrets_after_an_error(owner_client):
     assert SECRET not in body
 
 
-def test_it_asks_to_type_a_secret_again_after_an_error(owner_client):
+def test_it_says_a_typed_secret_is_kept_after_an_error(owner_client):
     body = owner_client.post(NEW, create_data(name="", **llm_fields())).content.decode()
-    assert "Type the api key again: it is never sent back to the browser." in body
+    assert "Kept from your last attempt (never shown)." in body
+    assert SECRET not in body
 
 
 def test_it_shows_the_services_validation_message_next_to_the_field(owner_client):
