@@ -202,8 +202,10 @@ def _guarded(step: Step, side: Side, role: str, call: Callable):
 
 def migration_run(plan: MovePlan, *, batch_size: int = 500, dry_run: bool = False, limit: int | None = None,
                   re_embed: bool = False, progress: Callable[[str], None] | None = None,
-                  queued_messages: int = 0) -> list[Result]:
+                  queued_messages: int = 0, on_batch: Callable[[Result], None] | None = None) -> list[Result]:
     """Copy every step's data; then switch the components if asked and everything was copied.
+
+    `on_batch(result)`: called after every batch (and progress line) with the kind's running counts.
 
     `queued_messages`: how many of the chatbot's messages still wait in the conversations outbox (the caller
     counts them: the outbox belongs to the conversations app, a layer above byoi); the copy says so."""
@@ -217,8 +219,9 @@ def migration_run(plan: MovePlan, *, batch_size: int = 500, dry_run: bool = Fals
     for step in plan.steps:
         copy = import_string(KINDS[step.kind].move)
         result = Result(step.kind, step.source.where, step.target.where)
+        step_say = say if on_batch is None else (lambda line, r=result: (say(line), on_batch(r)))
         copy(plan.chatbot.id, step, result, batch_size=batch_size, dry_run=dry_run, limit=limit,
-             re_embed=re_embed, say=say, queued=queued_messages)
+             re_embed=re_embed, say=step_say, queued=queued_messages)
         results.append(result)
         if not dry_run:
             audit_record("byoi.data_migrated", chatbot=plan.chatbot, kind=step.kind, to=plan.to,

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from wizchat.textcheck import guard_field
 
-from . import certs, netguard, services
-from .registry import KINDS, Field, Kind
+from . import certs, netguard, resolver, services
+from .registry import KINDS, STORE_KINDS, Field, Kind
 from .sections import byoi_plans_text
 
 
@@ -232,9 +232,11 @@ class ByoiPanel:
                 valid = False
         return valid and not self.errors
 
-    def save(self, chatbot, *, actor=None) -> list:
+    def save(self, chatbot, *, actor=None, hold=frozenset()) -> list:
         """Apply the submission to `chatbot` through the services; call inside a transaction.
 
+        `hold`: kinds whose switch waits for their data to be copied (byoi.moves): one turned on is saved but
+        stays off, one turned off stays on, and BYOI stays on while any of them does.
         Raises PlanLimitReached (plans without BYOI, whatever was sent) or ComponentInvalid (the errors are
         then on the fields); the caller's transaction rolls everything back."""
         saved, invalid = [], False
@@ -242,20 +244,104 @@ class ByoiPanel:
             services.byoi_set_enabled(chatbot, True, actor=actor)
         for section in self.active_sections:
             values, secrets = section.form.split()
+            enabled = section.was_enabled if section.kind in hold else True
             try:
                 saved.append(services.component_save(chatbot, section.kind, values=values, secrets=secrets,
-                                                     actor=actor))
+                                                     enabled=enabled, actor=actor))
             except services.ComponentInvalid as error:
                 section.add_errors(error.errors)
                 invalid = True
         if invalid:
             raise services.ComponentInvalid({})
-        if self.enabled:
+        held_off = [s for s in self.disabling if s.kind in hold]
+        if self.enabled or held_off:
             for section in self.disabling:
-                services.component_disable(chatbot, section.kind, actor=actor)
+                if section.kind not in hold:
+                    services.component_disable(chatbot, section.kind, actor=actor)
         elif chatbot.byoi_enabled:
             services.byoi_set_enabled(chatbot, False, actor=actor)
         return saved
+
+    def data_change(self) -> DataChange | None:
+        """What this submission changes in where the chatbot's data lives (None: nothing, or no data yet)."""
+        chatbot = self.chatbot
+        if chatbot is None or self.locked or not chatbot.documents.exists():
+            return None
+        before_on = chatbot.byoi_enabled
+        after = {s.kind for s in self.active_sections}
+        before = {s.kind for s in self.sections if before_on and s.was_enabled}
+        change = DataChange()
+        for kind in STORE_KINDS:
+            if kind in after and kind not in before:
+                change.switch_on.append(kind)
+            elif kind in before and kind not in after:
+                change.switch_off.append(kind)
+        change.dims = (_embeddings_config(self, "embeddings" in before, saved=True)[1],
+                       _embeddings_config(self, "embeddings" in after, saved=False)[1])
+        old = _embeddings_config(self, "embeddings" in before, saved=True)
+        new = _embeddings_config(self, "embeddings" in after, saved=False)
+        change.embeddings_change = old != new
+        if change.embeddings_change and "vector_store" in change.moving:
+            # The vectors are computed again on their way to the new store; the new embeddings wait for them.
+            change.reembed = True
+            if "embeddings" in after and "embeddings" not in before:
+                change.switch_on.append("embeddings")
+            elif "embeddings" in before and "embeddings" not in after:
+                change.switch_off.append("embeddings")
+        change.byoi_off = bool(change.switch_off) and self.was_enabled and not self.enabled
+        return change if change.moving or change.dims_change else None
+
+
+class DataChange:
+    """A saved change that moves the chatbot's data (byoi.moves holds it until the copy is verified)."""
+
+    def __init__(self):
+        self.switch_on: list[str] = []
+        self.switch_off: list[str] = []
+        self.byoi_off = False
+        self.reembed = False
+        self.embeddings_change = False
+        self.dims: tuple[int, int] = (0, 0)
+
+    @property
+    def moving(self) -> list[str]:
+        return [k for k in STORE_KINDS if k in self.switch_on or k in self.switch_off]
+
+    @property
+    def hold(self) -> set[str]:
+        return {*self.switch_on, *self.switch_off}
+
+    @property
+    def dims_change(self) -> bool:
+        return self.dims[0] != self.dims[1]
+
+    @property
+    def token(self) -> str:
+        """What the confirmation of a dimension change confirms (a different change asks again)."""
+        return f"{self.dims[0]}-{self.dims[1]}-{int('vector_store' in self.moving)}"
+
+    def dimension_warning(self) -> str:
+        before, after = self.dims
+        text = (f"Your documents are indexed with the current embeddings ({before} numbers per passage); the new "
+                f"embeddings give {after}.")
+        if "vector_store" in self.moving:
+            return (f"{text} WizChat will re-index every document into the new vector store with the new "
+                    "embeddings. Until that is finished and checked, your chatbot keeps answering with the current "
+                    "settings.")
+        return (f"{text} The vector store stays the same, so your chatbot could no longer search the documents "
+                "already in it: its answers would come without sources. To keep them, switch the vector store in "
+                "the same save — WizChat then re-indexes the documents into it — or add the documents again "
+                "after saving.")
+
+
+def _embeddings_config(panel: ByoiPanel, custom: bool, *, saved: bool) -> tuple[str, int]:
+    """(model, dimensions) of the embeddings the chatbot searches with: before (saved) or after this save."""
+    if custom:
+        section = panel.section("embeddings")
+        values = section.existing.values if saved or section.cleaned is None else section.cleaned[0]
+        return values.get("model") or "", int(values.get("dimensions") or 0)
+    values = resolver.default_settings("embeddings")
+    return values.get("model") or "", int(values.get("dimensions") or 0)
 
 
 def typed_check_context(kind: str, data) -> dict | None:
@@ -278,10 +364,12 @@ def typed_check_context(kind: str, data) -> dict | None:
     return typed
 
 
-def save_warnings(saved, disabling) -> list[str]:
+def save_warnings(saved, disabling, held=frozenset()) -> list[str]:
     """What to warn about after saving components: untested or failing ones, and data left behind when
-    disabling (the create page and the BYOI settings page both show these)."""
+    disabling (the create page and the BYOI settings page both show these). `held`: kinds whose switch waits
+    for their data to be copied (the data move page says what happens to them)."""
     warnings = []
+    disabling = [s for s in disabling if s.kind not in held]
     untested = [c.spec.label for c in saved if c.status == "untested"]
     failed = [c.spec.label for c in saved if c.status == "failed"]
     if untested:
@@ -295,3 +383,23 @@ def save_warnings(saved, disabling) -> list[str]:
         warnings.append(f"Now using WizChat defaults for: {names}. Data already in your infrastructure stays "
                         "there and is not copied to WizChat.")
     return warnings
+
+
+def data_move_rows(move) -> list[dict]:
+    """One row per store of a data move, for its page: where from, where to, how far the copy is."""
+    components = {c.kind: c for c in move.chatbot.components.all()}
+    rows = []
+    for kind in move.kinds:
+        component = components.get(kind)
+        custom = "your infrastructure"
+        if component is not None:
+            where = resolver.location_summary(kind, component.values)
+            custom = f"your infrastructure ({where})" if where else custom
+        going = kind in move.switch_on
+        progress = (move.progress or {}).get(kind, {})
+        checked = (move.verified or {}).get(kind)
+        rows.append({"kind": kind, "label": KINDS[kind].label, "unit": KINDS[kind].move_unit,
+                     "source": "WizChat default" if going else custom, "target": custom if going else "WizChat default",
+                     "done": progress.get("done", 0), "total": progress.get("total", 0),
+                     "checked": checked["source"] if checked else None})
+    return rows

@@ -216,3 +216,72 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created"]
+
+
+class DataMove(models.Model):
+    """A job that copies a chatbot's data to the stores a saved BYOI change switches it to, then switches.
+
+    The change is saved but held: the components it turns on are saved disabled, the ones it turns off stay
+    enabled, so chat keeps using the old stores while the job copies (byoi.moves). Only once the copy is
+    verified (every source item is present in the target) are `switch_on` enabled and `switch_off` disabled.
+    Nothing in the source is deleted. Holds no secret: the settings stay in the components."""
+
+    class State(models.TextChoices):
+        OFFERED = "offered", "Waiting for your choice"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Copying"
+        VERIFYING = "verifying", "Checking the copy"
+        DONE = "done", "Switched"
+        FAILED = "failed", "Stopped"
+        CANCELLED = "cancelled", "Kept the current stores"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    chatbot = models.ForeignKey("chatbots.Chatbot", on_delete=models.CASCADE, related_name="data_moves")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    switch_on = models.JSONField(default=list, blank=True, help_text="Kinds enabled once the copy is verified")
+    switch_off = models.JSONField(default=list, blank=True, help_text="Kinds disabled once the copy is verified")
+    byoi_off = models.BooleanField(default=False, help_text="Turn the chatbot's BYOI switch off at the switch")
+    reembed = models.BooleanField(default=False, help_text="The embeddings change: vectors are computed again")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OFFERED)
+    # {kind: {"total": n, "done": m, "counted": bool}} while copying; {kind: {"source": n, "missing": 0}} verified
+    progress = models.JSONField(default=dict, blank=True)
+    verified = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    error_hint = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __repr__(self) -> str:
+        return f"<DataMove {self.id} {self.state}>"
+
+    @property
+    def open(self) -> bool:
+        """Still holding a change back (the chatbot uses its old stores until it is done or cancelled)."""
+        return self.state not in (self.State.DONE, self.State.CANCELLED)
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED, self.State.CANCELLED, self.State.OFFERED)
+
+    @property
+    def kinds(self) -> list[str]:
+        """The store kinds whose data is copied, in the registry's order."""
+        moving = {*self.switch_on, *self.switch_off}
+        return [k for k in KINDS if k in moving and KINDS[k].stores_data]
+
+    @property
+    def percent(self) -> int:
+        totals = [(p.get("done", 0), p.get("total", 0)) for p in (self.progress or {}).values()]
+        total = sum(t for _, t in totals)
+        if self.state in (self.State.VERIFYING, self.State.DONE):
+            return 100
+        if not total:
+            return 0
+        return min(99, int(100 * sum(min(d, t) for d, t in totals) / total))

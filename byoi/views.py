@@ -15,11 +15,11 @@ from wizchat.accounts import account_for_user
 from wizchat.formerrors import error_summary
 from wizchat.plans import PlanLimitReached
 
-from . import services
+from . import moves, services
 from .activity import FAILURE_QUIET_MINUTES, activity_page
 from .drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_mark, tests_attach
 from .errors import NotFound
-from .forms import ByoiPanel, component_form, save_warnings, typed_check_context
+from .forms import ByoiPanel, component_form, data_move_rows, save_warnings, typed_check_context
 from .registry import KINDS
 from .sections import component_status
 
@@ -170,27 +170,42 @@ def byoi_settings(request, chatbot_id):
     data, kept = draft_fill(request.POST if request.method == "POST" else None, account=account, user=request.user)
     refresh = data is not None and "byoi-refresh" in data
     panel = ByoiPanel(data, account=account, chatbot=chatbot, bind=not refresh)
+    confirm = None
     if data is not None and not refresh and panel.is_valid():
         disabling = panel.disabling
+        change = panel.data_change()
+        if change is not None and change.dims_change and data.get("byoi-confirm-dimensions") != change.token:
+            confirm = change  # a dimension change is confirmed before anything is saved
+        hold = change.hold if change is not None and change.moving else set()
         try:
-            saved = panel.save(chatbot, actor=request.user)
+            if confirm is not None:
+                raise _NotYet
+            saved = panel.save(chatbot, actor=request.user, hold=hold)
         except PlanLimitReached as error:
             panel.errors.append(str(error))
-        except services.ComponentInvalid:
-            pass  # the errors are on the fields
+        except (services.ComponentInvalid, _NotYet):
+            pass  # the errors are on the fields, or the confirmation is asked below
         else:
             draft_discard(data, account=account, user=request.user)
             messages.success(request, "BYOI settings saved.")
-            for warning in save_warnings(saved, disabling):
+            for warning in save_warnings(saved, disabling, hold):
                 messages.warning(request, warning)
+            if hold:
+                move = moves.data_move_offer(chatbot, switch_on=change.switch_on, switch_off=change.switch_off,
+                                             byoi_off=change.byoi_off, reembed=change.reembed, actor=request.user)
+                return redirect("byoi:data_move", move_id=move.id)
             return redirect("chatbots:detail", chatbot_id=chatbot.id)
     log_page = _page_number(request.GET.get("log"))
     activity, older = activity_page(chatbot, log_page)
     context = {"chatbot": chatbot, "panel": panel, "activity": activity, "log_page": log_page, "log_older": older,
-               "quiet_minutes": FAILURE_QUIET_MINUTES, "draft_id": "", "summary": []}
+               "quiet_minutes": FAILURE_QUIET_MINUTES, "draft_id": "", "summary": [], "confirm": confirm,
+               "open_move": moves.data_move_open(chatbot)}
     if data is not None and refresh:
         draft_mark(panel, kept)
         context["draft_id"] = data.get(DRAFT_FIELD, "") if kept else ""
+    elif data is not None and confirm is not None:
+        context["draft_id"] = draft_keep(panel, data, account=account, user=request.user)
+        tests_attach(panel, account=account)
     elif data is not None:
         # Nothing was saved: keep the typed secrets and the Test Connection results, say what to fix.
         context["draft_id"] = draft_keep(panel, data, account=account, user=request.user)
@@ -198,3 +213,50 @@ def byoi_settings(request, chatbot_id):
         context["summary"] = error_summary([(s.spec.label, s.form) for s in panel.active_sections], panel.errors,
                                            "#byoi-panel")
     return render(request, "byoi/settings.html", context)
+
+
+class _NotYet(Exception):
+    """The save waits for the customer to confirm a dimension change."""
+
+
+# --- data moves: the data follows a switch ------------------------------------------------------------------
+
+
+def _move_or_404(request, move_id):
+    try:
+        return moves.data_move_get_for_user(request.user, move_id)
+    except NotFound as error:
+        raise Http404(str(error)) from None
+
+
+def _move_response(request, move):
+    context = {"move": move, "chatbot": move.chatbot, "rows": data_move_rows(move)}
+    if not request.htmx:
+        return render(request, "byoi/data_move.html", context)
+    html = render_to_string("byoi/partials/_data_move.html", context, request)
+    return HttpResponseStopPolling(html) if move.finished_state else HttpResponse(html)
+
+
+@login_required
+@require_GET
+def data_move(request, move_id):
+    """The offer to copy the data after a switch was saved, then the copy's progress (polled)."""
+    return _move_response(request, _move_or_404(request, move_id))
+
+
+@login_required
+@require_POST
+def data_move_action(request, move_id, action):
+    """Copy (or Retry: it resumes), keep the current stores, or switch without copying."""
+    move = _move_or_404(request, move_id)
+    if action == "start":
+        move = moves.data_move_start(move, actor=request.user)
+    elif action == "cancel":
+        move = moves.data_move_cancel(move, actor=request.user)
+    elif action == "switch":
+        move = moves.data_move_switch_now(move, actor=request.user)
+    else:
+        raise Http404("No such action")
+    if not request.htmx:
+        return redirect("byoi:data_move", move_id=move.id)
+    return _move_response(request, move)

@@ -7,6 +7,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wizchat.settings")
 app = Celery("wizchat")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["byoi.moves"])  # byoi.moves.tasks: the data move's task beside its service
 
 
 @app.task(name="wizchat.ping")
