@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
 from byoi import services as byoi_services
-from byoi.models import ConnectionTest
+from byoi.models import ConnectionTest, DataMove
 from chatbots import apikeys
 from chatbots.ingestion import document_add
 
@@ -58,8 +58,8 @@ def _walk(patterns, prefix="", namespace=None):
 ALL_ROUTES = list(_walk(get_resolver().url_patterns))
 ROUTES = [r for r in ALL_ROUTES if r.namespace != "admin"]  # Django's admin: test_admin_* below
 ADMIN_ROUTES = [r for r in ALL_ROUTES if r.namespace == "admin"]
-OBJECT_PARAMS = {"chatbot_id", "document_id", "key_id", "test_id"}
-KNOWN_PARAMS = OBJECT_PARAMS | {"kind", "model"}
+OBJECT_PARAMS = {"chatbot_id", "document_id", "key_id", "test_id", "move_id"}
+KNOWN_PARAMS = OBJECT_PARAMS | {"kind", "model", "action"}
 # Outside the dashboard, each route says why it is reachable without a dashboard session.
 PUBLIC_ROUTES = {
     "home": "redirects to the log-in page or the dashboard",
@@ -97,8 +97,9 @@ def world(owner, chatbot):
                           chatbot=chatbot, component=component, state="done")
     test.secrets = {"api_key": "sk-url-walk-0123456789"}
     test.save()
+    move = DataMove.objects.create(chatbot=chatbot, switch_on=["vector_store"])
     return {"chatbot_id": chatbot.id, "document_id": document.id, "key_id": key.id, "test_id": test.id,
-            "kind": "llm", "model": chatbot.slug}
+            "move_id": move.id, "action": "cancel", "kind": "llm", "model": chatbot.slug}
 
 
 def url_of(route: Route, world: dict) -> str:
@@ -232,8 +233,8 @@ def test_every_state_changing_endpoint_refuses_a_post_without_the_csrf_token(rou
 def test_the_routes_that_take_no_post_are_the_read_only_ones(world, owner):
     read_only = {r.id for r in POSTABLE if "POST" not in allowed_methods(r, world, owner if r.dashboard else None)}
     assert read_only == {"chatbots:list", "chatbots:detail", "chatbots:document_row", "chatbots:data_locations",
-                         "chatbots:history", "chatbots:deploy_status", "byoi:test_status", "account", "team",
-                         "api_keys", "docs", "password_changed", "favicon.ico"}
+                         "chatbots:history", "chatbots:deploy_status", "byoi:test_status", "byoi:data_move",
+                         "account", "team", "api_keys", "docs", "password_changed", "favicon.ico"}
 
 
 def test_the_same_post_with_the_token_is_accepted(owner, chatbot):
