@@ -105,7 +105,9 @@ class Breaker:
         with self._lock:
             state = self._states.setdefault(admission.key, _State())
             state.failures += 1
-            state.error, state.failed_at = error, now
+            # A copy without the exception's chain: its traceback would keep the failed connection (and its
+            # socket) alive for as long as the breaker remembers the failure.
+            state.error, state.failed_at = BackendError(error.code, error.message, error.hint), now
             if admission.probe:
                 state.probe_until = 0.0
             if not (state.cooldown or state.failures >= threshold):

@@ -1,6 +1,7 @@
 """The circuit breaker per component and the bounded thread shares (byoi.isolation), alone and through the access
 layer against a real customer PostgreSQL behind a switchable proxy."""
 
+import gc
 import threading
 import time
 
@@ -218,3 +219,12 @@ def test_the_probe_after_the_cooldown_finds_the_database_back_without_a_restart(
     time.sleep(1.1)
     assert timed_list(chatbot)[0] == "ok"
     assert timed_list(chatbot)[0] == "ok"
+
+
+def test_a_remembered_failure_keeps_no_connection_to_the_silent_server_open(chatbot, proxied_conversations):
+    proxied_conversations.silent()
+    assert timed_list(chatbot)[0] == "timeout"
+    gc.collect()
+    time.sleep(0.1)
+    assert timed_list(chatbot)[0] == "timeout"  # the breaker still remembers it…
+    assert proxied_conversations.waiting == 0  # …without holding the timed-out connection's socket
