@@ -69,7 +69,7 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
     def _post(self, request: dict):
         """POST /embeddings with exactly `request` (the openai client's own method would add encoding_format)."""
         options = {"headers": self.auth_override()}
-        for _ in range(3):  # at most one retry per parameter a server may refuse
+        while True:  # each retry drops one optional parameter, so this ends
             try:
                 with netguard.deadline(self.operation_timeout):
                     return self.client().post("/embeddings", body=request, cast_to=httpx.Response, options=options)
@@ -80,7 +80,6 @@ class OpenAICompatibleEmbeddings(OpenAIClientMixin, Embeddings):
                     raise
                 request.pop(refused)
                 self._refused.add(refused)
-        return self.client().post("/embeddings", body=request, cast_to=httpx.Response, options=options)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
