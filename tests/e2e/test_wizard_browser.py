@@ -135,7 +135,7 @@ def test_it_shows_errors_next_to_fields_and_never_the_password(page, open_create
     vectors.get_by_label("Host").fill("db.example.com")
     vectors.get_by_label("Password").fill("typed-secret-value")
     page.get_by_role("button", name="Create Chatbot").click()
-    expect(page.get_by_text("Give your chatbot a name.")).to_be_visible()
+    expect(page.locator(".field-error", has_text="Give your chatbot a name.")).to_be_visible()
     vectors = page.locator("#byoi-vector_store")
     expect(vectors.get_by_label("Host")).to_have_value("db.example.com")
     expect(vectors.get_by_label("Password")).to_have_value("")
