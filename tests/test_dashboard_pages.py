@@ -62,11 +62,11 @@ def test_it_shows_the_404_page_to_visitors_with_a_log_in_link(client, db):
 
 def test_it_renders_the_branded_500_page_without_the_database(db, django_assert_num_queries):
     from wizchat import urls
-    from wizchat.views_account import server_error
+    from wizchat.views import server_error
 
     with django_assert_num_queries(0):
         response = server_error(RequestFactory().get("/"))
-    assert urls.handler500 == "wizchat.views_account.server_error"
+    assert urls.handler500 == "wizchat.views.server_error"
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.content.decode()
     assert "favicon.svg" in response.content.decode()

@@ -5,7 +5,7 @@ from django.urls import include, path, reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic import RedirectView
 
-from . import views, views_account
+from . import views
 from .forms import LoginForm
 
 urlpatterns = [
@@ -16,15 +16,15 @@ urlpatterns = [
     path("login/", require_http_methods(["GET", "POST"])(
         auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=LoginForm)), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/", views_account.account_page, name="account"),
+    path("account/", views.account_page, name="account"),
     path("account/password/", require_http_methods(["GET", "POST"])(auth_views.PasswordChangeView.as_view(
         template_name="account/password.html", success_url=reverse_lazy("password_changed"))), name="password_change"),
     path("account/password/changed/", auth_views.PasswordChangeDoneView.as_view(
         template_name="account/password_changed.html"), name="password_changed"),
-    path("account/team/", views_account.team_page, name="team"),
-    path("account/plan/", views_account.plan_page, name="plan"),
-    path("dashboard/api-keys/", views_account.api_keys_page, name="api_keys"),
-    path("docs/", views_account.docs_page, name="docs"),
+    path("account/team/", views.team_page, name="team"),
+    path("account/plan/", views.plan_page, name="plan"),
+    path("dashboard/api-keys/", views.api_keys_page, name="api_keys"),
+    path("docs/", views.docs_page, name="docs"),
     path("favicon.ico", require_GET(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
     path("dashboard/chatbots/", include("chatbots.urls")),
     path("byoi/", include("byoi.urls")),
@@ -32,5 +32,5 @@ urlpatterns = [
     path("", include("chatbots.urls_api")),
 ]
 
-handler404 = "wizchat.views_account.page_not_found"
-handler500 = "wizchat.views_account.server_error"
+handler404 = "wizchat.views.page_not_found"
+handler500 = "wizchat.views.server_error"
