@@ -114,6 +114,7 @@ def test_local_development_stays_on_plain_http(client, db):
 
 def run_manage(*args, env_extra: dict, tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WIZCHAT_STATE_DIR": str(tmp_path), "WIZCHAT_IGNORE_RUNTIME_ENV": "true", **env_extra}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests' relaxation, never a deployment's
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
 

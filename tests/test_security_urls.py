@@ -104,6 +104,9 @@ def world(owner, chatbot):
 
 def url_of(route: Route, world: dict) -> str:
     def fill(match):
+        if match.group(1) not in world:
+            pytest.fail(f"{route.id} names a new kind of object ({match.group(1)}): create one in `world` so that "
+                        "its owner, teammates and outsiders are tested")
         return str(world[match.group(1)])
 
     return "/" + re.sub(r"<(?:\w+:)?(\w+)>", fill, route.pattern)
