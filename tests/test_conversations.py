@@ -168,7 +168,7 @@ def test_it_counts_a_failed_delivery(chatbot, custom_conversations):
     assert row.attempts == 1
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)  # plans come back through make_user (conftest._ensure_plans)
 def test_it_delivers_the_outbox_from_a_celery_retry(celery_worker, owner, customer_db, proxy):
     from chatbots.services import chatbot_create
 

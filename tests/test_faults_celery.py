@@ -32,7 +32,7 @@ def active_ingestion(app, document_id: str) -> dict | None:
     return None
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)  # plans come back through make_user (conftest._ensure_plans)
 def test_a_worker_killed_mid_ingestion_runs_the_task_again_without_duplicate_chunks(celery_worker, owner,
                                                                                     openai_server, fault_record):
     from wizchat.celery import app

@@ -268,7 +268,7 @@ def test_it_hides_another_accounts_document(client, outsider, chatbot):
     assert Document.objects.filter(pk=document.pk).exists()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)  # plans come back through make_user (conftest._ensure_plans)
 def test_it_ingests_in_the_celery_worker(celery_worker, owner, owner_client):
     from chatbots.services import chatbot_create
 
@@ -324,7 +324,7 @@ def test_it_refuses_an_overlap_over_half_the_chunk_size(owner_client, chatbot):
     assert chatbot.chunk_overlap == 100
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)  # plans come back through make_user (conftest._ensure_plans)
 def test_it_retries_a_job_automatically_once_the_component_is_back(celery_worker, owner, customer_db):
     from chatbots.services import chatbot_create
     from tests.peers import PEERS

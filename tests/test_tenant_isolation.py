@@ -71,7 +71,7 @@ def timed_chat(chatbot) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)  # plans come back through make_user (conftest._ensure_plans)
 def test_another_accounts_chat_keeps_its_latency_while_one_accounts_conversations_database_hangs(
         accounts, customer_db, proxy, fault_record):
     a, b = accounts
@@ -126,7 +126,7 @@ def ready_in(chatbot, title: str, timeout: float = 60) -> float:
     raise AssertionError(f"{title} was not ready within {timeout} s")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)  # plans come back through make_user (conftest._ensure_plans)
 @pytest.mark.parametrize("stall", ["outbox retries", "ingestion into a silent vector store"])
 def test_another_accounts_document_is_ready_as_fast_while_one_accounts_tasks_wait_on_its_database(
         celery_worker, accounts, customer_db, proxy, stall, fault_record):
