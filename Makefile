@@ -35,15 +35,23 @@ run: install
 	$(PY) -m wizchat.run
 
 # The Debian packages the tests need come first: installed as root, else one line says which, before anything runs.
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist, a test file per worker at a time), each starting its
+# own embedded servers: most tests wait on peers, timeouts and browsers rather than on the CPU.
+PYTEST_WORKERS ?= 3
 test:
 	.ci/debian-deps
 	@$(MAKE) --no-print-directory install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The benchmarks' peer: pyproject's `bench` extra (kept out of $(LOCK), so the app never gets it), then
+# langchain-postgres without its dependencies (its pgvector-python cap is below the version the app pins).
+BENCH_NO_DEPS := langchain-postgres==0.0.19
 bench: install
+	$(PIP) install --quiet -c $(LOCK) -e '.[dev,bench]'
+	$(PIP) install --quiet -c $(LOCK) --no-deps '$(BENCH_NO_DEPS)'
 	$(PY) -m bench.run
 
 lock: | $(PY)

@@ -269,5 +269,6 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # log-in failures and lockouts only (names masked), not every log-in
     },
 }
