@@ -1,24 +1,31 @@
-"""`make bench`: WizChat's performance targets, measured as ratios/differences within one run.
+"""`make bench`: WizChat's performance targets, each measured against a baseline taken in the same run.
 
 Starts its own embedded PostgreSQL + pgvector and FalkorDB in a temporary folder, and an OpenAI-protocol
 server (tests/openai_server.py, deterministic and fast, so that the LLM's own time does not drown the
-overhead being measured). Writes docs/BENCHMARKS.md.
+overhead being measured). Sections (each its own module):
 
-  python -m bench.run [--quick]   (--quick: fewer iterations and 20k instead of 100k vectors)
+  serving      the public API and the dashboard chat through gunicorn, and a deployed runtime (bench/serving.py)
+  chat         the chat path in-process: where the overhead goes, step by step (and the test-client floor)
+  scale        retrieval at 10k/100k/300k × 384 and 30k × 3072, and the peer at 100k (bench/retrieval.py)
+  ingestion    real documents end to end vs the embedder alone and vs the peer (bench/ingest.py)
+  store        PgVectorStore.upsert vs a raw COPY (the previous round's floor)
+  memory       `make run` idle with 0, 1 and 5 deployed runtimes (bench/memory.py)
+  connection_tests   Test Connection's failure times and cost (bench/connection_tests.py)
+
+  python -m bench.run [--quick] [--only SECTION]   (--only prints its figures and writes no report)
+Writes docs/BENCHMARKS.md (bench/report.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent
@@ -163,9 +170,9 @@ def chat_stages(chatbot, user, question: str, n: int) -> list[tuple[str, float]]
         ("k-NN search in pgvector (k=4)", lambda: stack.vector_store.search(chatbot.id, vector, k=4)),
         ("entity names in question + chunks", lambda: [extraction.mentioned_entities(h.text) for h in hits]),
         ("graph neighbourhood in FalkorDB", lambda: stack.graph.neighbourhood(chatbot.id, names[:20], limit=15)),
-        ("store question + answer (outbox check + 2 appends)", lambda: conversations.conversation_append(
-            chatbot, conversations.message_new("bench", "user", question),
-            conversations.message_new("bench", "assistant", "answer"), stack=stack)),
+        ("store the answer (outbox check + 1 append, after the stream; the question is stored beside the stream)",
+         lambda: conversations.conversation_append(
+             chatbot, conversations.message_new("bench", "assistant", "answer"), stack=stack)),
     ]
     out = []
     for label, step in steps:
@@ -245,90 +252,6 @@ def bench_ingestion(n: int, rounds: int = 3) -> dict:
             "ratio": ratio, "ratios": [m[0] for m in measured]}
 
 
-# -- retrieval at scale ------------------------------------------------------------------------------------
-
-def bench_retrieval(n: int, queries: int) -> dict:
-    import numpy as np
-    import psycopg
-    from pgvector import Vector
-    from pgvector.psycopg import register_vector
-    from psycopg import sql
-    from psycopg.types.json import Jsonb
-
-    from byoi.backends.vector_store import PgVectorStore
-    from byoi.resolver import default_settings
-
-    # Clustered unit vectors, like sentence embeddings of a corpus on a few hundred topics.
-    rng = np.random.default_rng(11)
-    centers = rng.normal(size=(max(50, n // 200), 384)).astype(np.float32)
-
-    def sample(count):
-        picks = rng.integers(0, len(centers), size=count)
-        points = centers[picks] + rng.normal(scale=0.6, size=(count, 384)).astype(np.float32)
-        return points / np.linalg.norm(points, axis=1, keepdims=True)
-
-    data, qs = sample(n), sample(queries)
-    settings = default_settings("vector_store")
-    store = PgVectorStore(settings)
-    chatbot = uuid.uuid4()
-    store.provision(chatbot, 384)
-    table = PgVectorStore.table(chatbot)
-    dsn = (f"host={settings['host']} port={settings['port']} dbname={settings['database']} "
-           f"user={settings['username']} password={settings['password']}")
-    start = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        register_vector(conn)
-        # Bulk load without the index, then build it once (what a migration of 100k chunks would do);
-        # the index definition is the backend's own.
-        index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"{table}_hnsw"]).fetchone()[0]
-        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(f"{table}_hnsw")))
-        with conn.cursor() as cur, cur.copy(sql.SQL(
-                "COPY {} (id, document_id, ordinal, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
-        ).format(sql.Identifier(table))) as copy:
-            copy.set_types(["text", "text", "int4", "text", "jsonb", "vector"])
-            for i in range(n):
-                copy.write_row((f"d:{i}", "d", i, f"chunk {i}", Jsonb({}), Vector(data[i])))
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 2")
-        build = time.perf_counter()
-        conn.execute(index)
-        build_s = time.perf_counter() - build
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
-    load_s = time.perf_counter() - start
-    for q in qs[:20]:  # warm the pool and the index pages
-        store.search(chatbot, q.tolist(), k=10)
-    latencies, recalls = [], []
-    for q in qs:
-        t = time.perf_counter()
-        hits = store.search(chatbot, q.tolist(), k=10)
-        latencies.append(time.perf_counter() - t)
-        exact = set(np.argsort(-(data @ q))[:10].tolist())
-        got = {int(h.chunk_id.split(":")[1]) for h in hits}
-        recalls.append(len(exact & got) / 10)
-    store.close()
-    return {"n": n, "queries": queries, "p50": ms(pct(latencies, 50)), "p95": ms(pct(latencies, 95)),
-            "recall": statistics.mean(recalls), "build_s": build_s, "load_s": load_s}
-
-
-# -- embedder throughput -----------------------------------------------------------------------------------
-
-def bench_embedder(count: int) -> dict:
-    from byoi.backends.embeddings import LocalEmbeddings
-    from byoi.resolver import default_settings
-    from chatbots.demo import SAMPLE_DOCUMENT
-    from chatbots.ingestion import EMBED_BATCH, chunk_text
-
-    pieces = chunk_text(SAMPLE_DOCUMENT * 20, 700, 100)  # the default chunk settings
-    pieces = (pieces * (count // len(pieces) + 1))[:count]
-    embedder = LocalEmbeddings(default_settings("embeddings"))
-    embedder.embed(pieces[:EMBED_BATCH])  # load the ONNX session
-    start = time.perf_counter()
-    for s in range(0, count, EMBED_BATCH):
-        embedder.embed(pieces[s:s + EMBED_BATCH])
-    elapsed = time.perf_counter() - start
-    return {"chunks": count, "per_s": count / elapsed, "chars": statistics.mean(len(p) for p in pieces)}
-
-
 # -- Test Connection (bench/connection_tests.py) --------------------------------------------------------------
 
 def bench_connection_tests(env: Env, server, quick: bool) -> dict:
@@ -344,133 +267,83 @@ def bench_connection_tests(env: Env, server, quick: bool) -> dict:
         peers.stop()
 
 
-# -- serving (bench/serving.py) ------------------------------------------------------------------------------
-
-def bench_serving(server, env: Env, quick: bool) -> dict:
-    from bench.serving import bench_serving as run
-
-    return run(server, env, quick)
+SECTIONS = ["serving", "chat", "scale", "ingestion", "store", "memory", "connection_tests"]
 
 
-# -- report ------------------------------------------------------------------------------------------------
+def run_section(name: str, server, env: Env, quick: bool) -> dict:
+    if name == "serving":
+        from bench.serving import bench_serving
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
+        return bench_serving(server, env, quick)
+    if name == "chat":
+        return bench_chat(server, 40 if quick else 150)
+    if name == "scale":
+        from bench.retrieval import bench_scale
 
+        return bench_scale(quick)
+    if name == "ingestion":
+        from bench.ingest import bench_ingestion_e2e
 
-def report(results: dict, quick: bool) -> str:
-    c, i, r, e = results["chat"], results["ingestion"], results["retrieval"], results["embedder"]
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured by `make bench` (`python -m bench.run{' --quick' if quick else ''}`) on "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPUs "
-        f"(shared with other work while it ran: load average {results['load']}), Python "
-        + platform.python_version() + ". "
-        "Every figure is a ratio or a difference between two measurements taken in the same run, "
-        "against embedded PostgreSQL 18 + pgvector and FalkorDB on loopback.",
-        "",
-        "| Target | Goal | Measured | |",
-        "|---|---|---|---|",
-        f"| Chat overhead p50 (WizChat end-to-end − direct call, same prompt; to the end of the stream, "
-        f"messages stored) | ≤ 20 ms | {c['overhead_p50']:.1f} ms | {verdict(c['overhead_p50'] <= 20)} |",
-        f"| Chat overhead p95 (same) | ≤ 50 ms | {c['overhead_p95']:.1f} ms | {verdict(c['overhead_p95'] <= 50)} |",
-        f"| Chat overhead until the answer is complete on screen (sources event), p50 / p95 | ≤ 20 / 50 ms | "
-        f"{c['answer_overhead_p50']:.1f} / {c['answer_overhead_p95']:.1f} ms | "
-        f"{verdict(c['answer_overhead_p50'] <= 20 and c['answer_overhead_p95'] <= 50)} |",
-        f"| Streaming time-to-first-token overhead p50 | ≤ 30 ms | {c['ttft_overhead_p50']:.1f} ms | "
-        f"{verdict(c['ttft_overhead_p50'] <= 30)} |",
-        f"| Ingestion into pgvector vs raw psycopg COPY | ≥ 0.8× | {i['ratio']:.2f}× | {verdict(i['ratio'] >= 0.8)} |",
-        f"| Retrieval p50 at {r['n']:,} × 384 (HNSW) | ≤ 5 ms | {r['p50']:.2f} ms | {verdict(r['p50'] <= 5)} |",
-        f"| Retrieval recall@10 vs exact search | ≥ 0.95 | {r['recall']:.3f} | {verdict(r['recall'] >= 0.95)} |",
-        f"| Default embedder (MiniLM-L6 int8 ONNX) | reported | {e['per_s']:.1f} chunks/s | |",
-        "",
-        "## Details",
-        f"- **Chat** ({c['iterations']} interleaved pairs after warm-up): WizChat = POST to the chat view with "
-        "`Accept: text/event-stream` through Django's test client (session auth, quota, `byoi.resolve`, question "
-        "embedding with the default MiniLM, k-NN in pgvector, graph neighbourhood in FalkorDB, prompt, streamed "
-        "LLM call, both messages stored in the conversations table — the question embedded beside the platform "
-        "queries and stored while the answer streams), read to the end; direct = the OpenAI SDK "
-        "streaming the exact same request body to the same endpoint. The endpoint is the OpenAI-protocol test "
-        f"server, so both sides pay the same small LLM time. p50 end-to-end: WizChat {c['wizchat_p50']:.1f} ms, "
-        f"direct {c['direct_p50']:.1f} ms; TTFT overhead p95 {c['ttft_overhead_p95']:.1f} ms. The demo chatbot's "
-        f"sample document ({c['chunks']} chunks) is the knowledge.",
-        "- **Where the chat overhead goes** (p50 of each step run alone, same run): "
-        + "; ".join(f"{label} {value:.1f} ms" for label, value in c["stages"]) + ".",
-        f"- **Ingestion** ({i['rounds']} rounds, fresh tables each round, the order of the two sides alternating; "
-        f"the median round is reported, all rounds' ratios: {', '.join(f'{x:.2f}×' for x in i['ratios'])}): "
-        f"{i['n']:,} chunks of 384-dim vectors upserted through `PgVectorStore.upsert` in batches "
-        f"of {i['batch']} (as the ingestion job writes them when the embedder keeps up; a slow embedder's chunks "
-        f"are written every second) into the chatbot's table "
-        f"with its HNSW index: {i['ours_per_s']:,.0f} chunks/s; one raw psycopg binary COPY of the same rows into "
-        f"an identical table: {i['raw_per_s']:,.0f} chunks/s.",
-        f"- **Retrieval**: {r['n']:,} clustered unit vectors (384 dims) loaded by COPY, then the backend's HNSW "
-        f"index (cosine, pgvector defaults m=16, ef_construction=64) built once in {r['build_s']:.0f} s; "
-        f"{r['queries']} queries through `PgVectorStore.search(k=10)` (ef_search=100, pooled connection): "
-        f"p50 {r['p50']:.2f} ms, p95 {r['p95']:.2f} ms; recall@10 against exact (numpy) cosine search.",
-        f"- **Embedder**: {e['chunks']} chunks of about {e['chars']:.0f} characters, batches of 32, in-process "
-        "ONNX Runtime on CPU.",
-        "",
-    ]
-    if "serving" in results:
-        from bench.serving import report_lines as serving_lines
+        return bench_ingestion_e2e(quick)
+    if name == "store":
+        return bench_ingestion(2_000 if quick else 5_000, rounds=1 if quick else 3)
+    if name == "memory":
+        from bench.memory import bench_make_run
 
-        lines += serving_lines(results["serving"])
-    if "connection_tests" in results:
-        from bench.connection_tests import report_lines
-
-        lines += report_lines(results["connection_tests"])
-    return "\n".join(lines)
+        return bench_make_run(server, quick)
+    if name == "connection_tests":
+        return bench_connection_tests(env, server, quick)
+    raise ValueError(name)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer iterations, 20k vectors for retrieval")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, smaller sizes (development)")
     parser.add_argument("--output", default=str(BASE / "docs" / "BENCHMARKS.md"))
-    parser.add_argument("--only", choices=["chat", "ingestion", "embedder", "retrieval", "connection_tests",
-                                           "serving"],
-                        help="run one benchmark and print it (no report is written)")
+    parser.add_argument("--only", choices=SECTIONS, help="run one section and print it (no report is written)")
+    parser.add_argument("--render", metavar="RESULTS_JSON", help="write the report from a saved run's results")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(BASE))
+    saved = Path(tempfile.gettempdir()) / "wizchat-bench-results.json"
+    if args.render:
+        return _write_report(json.loads(Path(args.render).read_text()), args.quick, args.output)
     from tests.openai_server import OpenAIServer
 
+    started = time.perf_counter()
+    results_start_load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     server = OpenAIServer().start()
     env = Env()
+    results: dict = {"durations": {}, "load_start": results_start_load}
     try:
         env.start(server.base_url, server.api_key)
-        results = {}
-        if args.only:
-            runners = {"chat": lambda: bench_chat(server, 40 if args.quick else 200),
-                       "ingestion": lambda: bench_ingestion(3_000 if args.quick else 10_000),
-                       "embedder": lambda: bench_embedder(128 if args.quick else 512),
-                       "retrieval": lambda: bench_retrieval(20_000 if args.quick else 100_000, 100),
-                       "connection_tests": lambda: bench_connection_tests(env, server, args.quick),
-                       "serving": lambda: bench_serving(server, env, args.quick)}
-            print(runners[args.only](), flush=True)
-            return 0
-        print("Chat overhead…", flush=True)
-        results["chat"] = bench_chat(server, 40 if args.quick else 200)
-        print(results["chat"], flush=True)
-        print("Ingestion vs COPY…", flush=True)
-        results["ingestion"] = bench_ingestion(3_000 if args.quick else 10_000)
-        print(results["ingestion"], flush=True)
-        print("Default embedder…", flush=True)
-        results["embedder"] = bench_embedder(128 if args.quick else 512)
-        print(results["embedder"], flush=True)
-        print("Retrieval at scale (loading and indexing)…", flush=True)
-        results["retrieval"] = bench_retrieval(20_000 if args.quick else 100_000, 100 if args.quick else 300)
-        print(results["retrieval"], flush=True)
-        results["connection_tests"] = bench_connection_tests(env, server, args.quick)
-        print("Serving: public API, deployed runtime, redeploy under load…", flush=True)
-        results["serving"] = bench_serving(server, env, args.quick)
-        print(results["serving"], flush=True)
-        results["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at the end)"
+        for name in [args.only] if args.only else SECTIONS:
+            t = time.perf_counter()
+            print(f"== {name}…", flush=True)
+            server.requests.clear()
+            results[name] = run_section(name, server, env, args.quick)
+            results["durations"][name] = time.perf_counter() - t
+            print(f"== {name}: {results['durations'][name]:.0f} s", flush=True)
+            if args.only:
+                print(json.dumps(results[name], indent=1, default=str), flush=True)
+        results["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     finally:
         env.stop()
         server.stop()
-    text = report(results, args.quick)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    results["total_s"] = time.perf_counter() - started
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    if args.only:
+        return 0
+    saved.write_text(json.dumps(results, default=str))  # `--render` writes the report again from it
+    print(f"Whole run: {results['total_s'] / 60:.1f} min (results kept in {saved})", flush=True)
+    return _write_report(results, args.quick, args.output)
+
+
+def _write_report(results: dict, quick: bool, output: str) -> int:
+    from bench.report import report
+
+    text = report(results, quick)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(text)
     print(text)
     return 0
 
