@@ -158,3 +158,20 @@ def _fresh_rate_limits(settings):
     publicapi._limiter.cache_clear()
     yield
     publicapi._limiter.cache_clear()
+
+
+def _plans_after_flush(sender, **kwargs):
+    """A transactional test's flush empties every table, the plans a data migration seeded included, and emits
+    post_migrate: put the plans back, so a test that runs next on the same process (pytest-xdist hands whole files
+    to each process in any order) finds them as a fresh database would have them."""
+    if sender.name == "wizchat":
+        _ensure_plans()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reseed_plans_after_flush(django_db_setup):
+    from django.db.models.signals import post_migrate
+
+    post_migrate.connect(_plans_after_flush, dispatch_uid="tests-plans-after-flush")
+    yield
+    post_migrate.disconnect(dispatch_uid="tests-plans-after-flush")
