@@ -305,7 +305,10 @@ def ssl_context() -> ssl.SSLContext:
 
 class PinnedTransport(httpx.HTTPTransport):
     def __init__(self, *, guard: bool = True, limits: httpx.Limits | None = None):
-        limits = limits or httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
+        # A streamed answer holds its connection until the last token: the pool must not be what caps how many
+        # answers one process streams at once (10 did: the 11th stream waited a whole answer for a connection).
+        # The web server's threads bound it instead.
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30)
         context = ssl_context()
         super().__init__(verify=context, trust_env=False, limits=limits)
         self._pool = httpcore.ConnectionPool(
