@@ -205,22 +205,6 @@ def completion_request(raw: bytes, header_conversation: str | None = None) -> Co
 # --- responses ------------------------------------------------------------------------------------------------
 
 
-def tokens_estimate(text: str) -> int:
-    """Tokens of `text` as OpenAI's tokenizers count English on average (4 characters a token)."""
-    return math.ceil(len(text) / 4) if text else 0
-
-
-def usage_of(prompt: list[dict] | str, answer: str, reported: dict | None = None) -> dict:
-    """The LLM's own counts when it reported them, else an estimate (flagged in the `wizchat` extension)."""
-    if reported and reported.get("prompt_tokens") is not None:
-        prompt_tokens, completion = int(reported["prompt_tokens"]), int(reported.get("completion_tokens") or 0)
-    else:
-        text = prompt if isinstance(prompt, str) else "".join(m["content"] for m in prompt)
-        prompt_tokens, completion = tokens_estimate(text), tokens_estimate(answer)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion}
-
-
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
