@@ -10,7 +10,7 @@ from celery.signals import before_task_publish
 from byoi import services
 from byoi.models import BYOIComponent, ConnectionTest
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("celery_worker")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 WAIT_SECONDS = 60
 

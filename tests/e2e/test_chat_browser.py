@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from byoi.services import byoi_set_enabled, component_save
 from chatbots.services import chatbot_create
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TEXT = "BYOI is available on the Pro, Pro+, Business and Enterprise plans. The Free plan does not include BYOI."
 

@@ -18,7 +18,7 @@ from chatbots.services import chatbot_create
 from tests.e2e.test_wizard_browser import enable_byoi, fill_pg, run_test_connection, switch_on
 from tests.openai_server import _Handler, _QuietServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE_WIDTH = 390
 

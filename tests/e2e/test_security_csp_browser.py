@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from byoi.services import byoi_set_enabled, component_save
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];

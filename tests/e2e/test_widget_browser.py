@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from chatbots.ingestion import document_add, document_ingest
 from chatbots.services import chatbot_create
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TEXT = "BYOI is available on the Pro, Pro+, Business and Enterprise plans. The Free plan does not include BYOI."
 TITLE = "Plans and BYOI"
