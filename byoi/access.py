@@ -106,7 +106,7 @@ def _from_component(error: BaseException) -> bool:
     for link in chain(error):
         if isinstance(link, BackendError | OSError):
             return True
-        if type(link).__module__.split(".")[0] in (*LIBRARY_RULES, "psycopg_pool"):
+        if type(link).__module__.split(".")[0] in LIBRARY_RULES:
             return True
     return False
 
