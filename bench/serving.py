@@ -86,7 +86,7 @@ def rss_mb(pid: int, field: str = "Pss") -> float:
     return memory_mb(descendants(pid), field)
 
 
-def _wait_http(url: str, timeout: float = 60) -> None:
+def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -164,14 +164,14 @@ def ramp(wizchat: dict, direct: dict, levels: list[int], seconds: float, known: 
 
 # -- the platform: gunicorn as `make run` starts it -------------------------------------------------------------
 
-def _login(base: str, email: str) -> dict:
+def login(base: str, email: str, password: str = PASSWORD) -> dict:
     """A real log-in over HTTP: the log-in page's CSRF token, then the form; returns cookies and the CSRF token."""
     import httpx
 
     with httpx.Client(base_url=base, timeout=30) as client:
         page = client.get("/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        done = client.post("/login/", data={"username": email, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        done = client.post("/login/", data={"username": email, "password": password, "csrfmiddlewaretoken": token},
                            headers={"Referer": f"{base}/login/"})
         if done.status_code != 302 or "sessionid" not in client.cookies:
             raise RuntimeError(f"log-in failed: HTTP {done.status_code}")
@@ -256,8 +256,8 @@ def bench_platform(server, env, env_vars: dict, user, chatbot, key: str, quick: 
     n = 40 if quick else 150
     seconds = 6 if quick else 12
     try:
-        _wait_http(f"{base}/login/")
-        session = _login(base, user.email)
+        wait_http(f"{base}/login/")
+        session = login(base, user.email)
         specs = _specs(server, base, key, chatbot.slug, SAMPLE_QUESTION, session, chatbot.id)
         cpu = {"web server": lambda: descendants(proc.pid), **_store_pids(env)}
         out = {"one": {name: one_client(w, d, n, cpu) for name, (w, d) in specs.items()},
