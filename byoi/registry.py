@@ -32,6 +32,8 @@ class Field:
     choices: tuple = ()
     # Changing this field makes a stored secret invalid for reuse (a new host must not get the old password).
     rebinds_secret: bool = False
+    # Protects the secret in transit (SSL mode, SSL on/off): weakening it needs the secret typed again.
+    guards_secret: bool = False
     range: tuple[int, int] = (1, 2**31 - 1)  # int fields: the accepted values, both ends included
     spaces: bool = True  # False for names (host, user, database, model) that never hold a space
     locates: bool = False  # says where the component lives: shown on the chatbot page (never a secret or a user)
@@ -42,6 +44,15 @@ class Field:
         """A stored secret that stays valid when the address changes: a CA certificate is trust, not a
         credential, so a new host does not make the customer paste it again."""
         return self.kind == "pem"
+
+    def weakened(self, old, new) -> bool:
+        """Whether `new` protects the secret less than `old` did: an SSL mode lower in `choices` (weakest
+        first), or SSL turned off."""
+        if not self.guards_secret or old is None or old == new:
+            return False
+        if self.kind == "bool":
+            return bool(old) and not new
+        return new in self.choices and old in self.choices and self.choices.index(new) < self.choices.index(old)
 
     @property
     def max_length(self) -> int:
@@ -187,7 +198,7 @@ def _pg_fields(prefix: str) -> tuple:
         Field("username", "Username", f"{prefix}_USER", spaces=False, help="Database user", rebinds_secret=True),
         Field("password", "Password", f"{prefix}_PASSWORD", secret=True, help="Database password"),
         Field("ssl_mode", "SSL Mode", f"{prefix}_SSL_MODE", kind="choice", default="require",
-              choices=tuple(SSL_MODES), help="SSL connection mode"),
+              choices=tuple(SSL_MODES), help="SSL connection mode", guards_secret=True),
         _ca_field(f"{prefix}_CA_CERT", "verify-ca or verify-full"),
     )
 
@@ -270,7 +281,7 @@ KINDS: dict[str, Kind] = {
                 Field("password", "Password", "CUSTOM_FALKORDB_PASSWORD", secret=True, required=False,
                       help="Connection password (optional)"),
                 Field("ssl", "SSL", "CUSTOM_FALKORDB_SSL", kind="bool", default=True, required=False,
-                      help="Enable SSL connection"),
+                      help="Enable SSL connection", guards_secret=True),
                 _ca_field("CUSTOM_FALKORDB_CA_CERT", "SSL on"),
             ),
         ),

@@ -46,12 +46,23 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+def _weakened_message(secret, guard, old_values: dict, new_values: dict) -> str:
+    """Why a stored secret must be typed again when the connection protecting it gets weaker."""
+    if guard.kind == "bool":
+        change = f"{guard.label} is being turned off"
+    else:
+        change = f"the SSL mode goes from {old_values.get(guard.name, guard.default)} to {new_values[guard.name]}"
+    return (f"Re-enter the {secret.label.lower()}: {change}, so it would travel less protected. "
+            "Type it again to confirm.")
+
+
 def component_validate(kind: str, values: dict, secrets: dict,
                        existing: BYOIComponent | None) -> tuple[dict, dict]:
     """Clean `values`/`secrets` for `kind`: typed values, defaults applied, required fields present.
 
     A blank secret keeps the stored one, unless a field that rebinds it (host, port, database, username,
-    endpoint) changed: a new server must never receive the old password. A secret given as None is removed
+    endpoint) changed: a new server must never receive the old password; nor when the SSL protecting it is
+    weakened (a lower SSL mode, SSL off): whoever does that confirms by typing the secret again. A secret given as None is removed
     (optional ones only)."""
     if kind not in KINDS:
         raise ComponentInvalid({"kind": f"Unknown component kind. Choose one of: {', '.join(KINDS)}."})
@@ -78,6 +89,8 @@ def component_validate(kind: str, values: dict, secrets: dict,
     old_values = existing.values if existing is not None and existing.kind == kind else {}
     rebound = [f for f in spec.fields if f.rebinds_secret and existing is not None
                and f.name in clean_values and clean_values.get(f.name) != old_values.get(f.name)]
+    weakened = [f for f in spec.fields if existing is not None and f.name in clean_values
+                and f.weakened(old_values.get(f.name, f.default), clean_values[f.name])]
     clean_secrets: dict = {}
     for field in spec.fields:
         if not field.secret:
@@ -98,6 +111,8 @@ def component_validate(kind: str, values: dict, secrets: dict,
             if rebound and not field.reusable:
                 what = rebound[0].label.lower()
                 errors[field.name] = f"Re-enter the {field.label.lower()}: the {what} changed."
+            elif weakened and not field.reusable:
+                errors[field.name] = _weakened_message(field, weakened[0], old_values, clean_values)
             else:
                 clean_secrets[field.name] = stored[field.name]
         elif field.required:

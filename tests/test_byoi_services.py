@@ -89,6 +89,51 @@ def test_it_asks_to_reenter_the_api_key_when_the_endpoint_changed(llm_component)
     assert caught.value.errors == {"api_key": "Re-enter the api key: the api endpoint changed."}
 
 
+@pytest.mark.parametrize("kind", ["vector_store", "conversations"])
+@pytest.mark.parametrize(("stored_mode", "new_mode"), [("require", "disable"), ("verify-full", "require"),
+                                                        ("verify-ca", "prefer"), ("prefer", "allow")])
+def test_it_asks_to_reenter_the_password_when_the_ssl_mode_is_weakened(chatbot, kind, stored_mode, new_mode):
+    component = services.component_save(chatbot, kind, values={**PG, "ssl_mode": stored_mode},
+                                        secrets={"password": "s3cret-pw"})
+    with pytest.raises(ComponentInvalid) as caught:
+        services.component_validate(kind, {**PG, "ssl_mode": new_mode}, {"password": ""}, component)
+    assert caught.value.errors == {"password": f"Re-enter the password: the SSL mode goes from {stored_mode} to "
+                                               f"{new_mode}, so it would travel less protected. Type it again to "
+                                               "confirm."}
+    _, secrets = services.component_validate(kind, {**PG, "ssl_mode": new_mode}, {"password": "s3cret-pw"},
+                                             component)
+    assert secrets["password"] == "s3cret-pw"
+    component.refresh_from_db()
+    assert component.values["ssl_mode"] == stored_mode and component.secrets["password"] == "s3cret-pw"
+
+
+@pytest.mark.parametrize(("stored_mode", "new_mode"), [("require", "require"), ("require", "verify-full"),
+                                                        ("disable", "prefer")])
+def test_it_keeps_the_stored_password_when_the_ssl_mode_stays_or_gets_stronger(chatbot, stored_mode, new_mode):
+    component = services.component_save(chatbot, "vector_store", values={**PG, "ssl_mode": stored_mode},
+                                        secrets={"password": "s3cret-pw"})
+    _, secrets = services.component_validate("vector_store", {**PG, "ssl_mode": new_mode}, {}, component)
+    assert secrets["password"] == "s3cret-pw"
+
+
+FALKOR = {"host": "graph.example.com", "port": "6379", "ssl": True}
+
+
+def test_it_asks_to_reenter_the_graph_password_when_ssl_is_turned_off(chatbot):
+    component = services.component_save(chatbot, "graph", values=FALKOR, secrets={"password": "g-s3cret"})
+    with pytest.raises(ComponentInvalid) as caught:
+        services.component_validate("graph", {**FALKOR, "ssl": False}, {}, component)
+    assert caught.value.errors["password"].startswith("Re-enter the password: SSL is being turned off")
+    _, secrets = services.component_validate("graph", {**FALKOR, "ssl": True}, {}, component)
+    assert secrets["password"] == "g-s3cret"
+
+
+def test_it_lets_ssl_be_turned_off_without_a_secret_when_none_is_stored(chatbot):
+    component = services.component_save(chatbot, "graph", values=FALKOR, secrets={})
+    values, secrets = services.component_validate("graph", {**FALKOR, "ssl": False}, {}, component)
+    assert values["ssl"] is False and secrets == {}
+
+
 # --- saving and enabling ----------------------------------------------------------------------------------
 
 
