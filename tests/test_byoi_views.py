@@ -358,6 +358,14 @@ def test_it_requires_the_secret_again_when_the_host_changes(owner_client, byoi_b
     assert byoi_bot.components.get(kind="vector_store").values["host"] == "db.example.com"
 
 
+def test_it_requires_the_secret_again_when_the_ssl_mode_is_lowered(owner_client, byoi_bot):
+    response = owner_client.post(settings_url(byoi_bot), current_post(**{"vector_store-ssl_mode": "disable"}))
+    body = response.content.decode()
+    assert "Re-enter the password: the SSL mode goes from require to disable" in body
+    assert SECRET not in body
+    assert byoi_bot.components.get(kind="vector_store").values["ssl_mode"] == "require"
+
+
 def test_it_saves_a_new_host_with_a_re_entered_secret(owner_client, byoi_bot):
     data = current_post(**{"vector_store-host": "new.example.com", "vector_store-password": NEW_SECRET})
     owner_client.post(settings_url(byoi_bot), data)
