@@ -14,6 +14,7 @@ from chatbots.services import chatbot_get_for_user
 from wizchat.accounts import account_for_user
 from wizchat.formerrors import error_summary
 from wizchat.plans import PlanLimitReached
+from wizchat.roles import can_manage, manager_required
 
 from . import moves, services
 from .activity import FAILURE_QUIET_MINUTES, activity_page
@@ -21,7 +22,7 @@ from .drafts import DRAFT_FIELD, draft_discard, draft_fill, draft_keep, draft_ma
 from .errors import NotFound
 from .forms import ByoiPanel, component_form, data_move_rows, save_warnings, typed_check_context
 from .registry import KINDS
-from .sections import component_status
+from .sections import component_status, status_context
 
 
 def _kind(kind: str) -> str:
@@ -52,6 +53,7 @@ def _rerendered(request, chatbot_id) -> ByoiPanel:
 
 @login_required
 @require_POST
+@manager_required("change BYOI settings")
 def panel_partial(request, chatbot_id=None):
     """The panel after "Enable BYOI" was flipped: open with its component switches, or collapsed."""
     return render(request, "byoi/partials/_panel.html", {"panel": _rerendered(request, chatbot_id)})
@@ -59,6 +61,7 @@ def panel_partial(request, chatbot_id=None):
 
 @login_required
 @require_POST
+@manager_required("change BYOI settings")
 def section_partial(request, kind, chatbot_id=None):
     """One component after its switch was flipped: its fields revealed, or hidden."""
     panel = _rerendered(request, chatbot_id)
@@ -93,6 +96,7 @@ def _refused(request, kind: str, errors: list[str]):
 
 @login_required
 @require_POST
+@manager_required("test BYOI connections")
 def test_start(request, kind, chatbot_id=None):
     """Test Connection: the component's current, unsaved values become a short-lived ConnectionTest."""
     kind = _kind(kind)
@@ -144,6 +148,7 @@ def test_status(request, test_id):
 
 @login_required
 @require_POST
+@manager_required("test BYOI connections")
 def component_retest(request, chatbot_id, kind):
     """Re-test: run Test Connection again on a saved component's stored settings."""
     chatbot = _chatbot_or_404(request, chatbot_id)
@@ -163,9 +168,13 @@ def component_retest(request, chatbot_id, kind):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@manager_required("change BYOI settings", methods=("POST",))
 def byoi_settings(request, chatbot_id):
-    """BYOI settings of an existing chatbot: enable, change or disable components later."""
+    """BYOI settings of an existing chatbot: enable, change or disable components later. Members see them
+    read-only: each component's status and location, never a field or a secret."""
     chatbot = _chatbot_or_404(request, chatbot_id)
+    if not can_manage(request.user.membership):
+        return _settings_read_only(request, chatbot)
     account = account_for_user(request.user)
     data, kept = draft_fill(request.POST if request.method == "POST" else None, account=account, user=request.user)
     refresh = data is not None and "byoi-refresh" in data
@@ -215,6 +224,14 @@ def byoi_settings(request, chatbot_id):
     return render(request, "byoi/settings.html", context)
 
 
+def _settings_read_only(request, chatbot):
+    log_page = _page_number(request.GET.get("log"))
+    activity, older = activity_page(chatbot, log_page)
+    return render(request, "byoi/settings_read_only.html", {
+        "chatbot": chatbot, **status_context(request, chatbot), "activity": activity, "log_page": log_page,
+        "log_older": older, "quiet_minutes": FAILURE_QUIET_MINUTES, "open_move": moves.data_move_open(chatbot)})
+
+
 class _NotYet(Exception):
     """The save waits for the customer to confirm a dimension change."""
 
@@ -246,6 +263,7 @@ def data_move(request, move_id):
 
 @login_required
 @require_POST
+@manager_required("move a chatbot's data between stores")
 def data_move_action(request, move_id, action):
     """Copy (or Retry: it resumes), keep the current stores, or switch without copying."""
     move = _move_or_404(request, move_id)

@@ -13,6 +13,7 @@ from byoi.services import ComponentInvalid
 from wizchat.accounts import account_for_user
 from wizchat.formerrors import error_summary
 from wizchat.plans import PlanLimitReached
+from wizchat.roles import manager_required
 
 from . import ingestion, services
 from .forms import ChatbotForm
@@ -60,6 +61,7 @@ def chatbot_list(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@manager_required("create chatbots")
 def chatbot_new(request):
     """Create New Chatbot, with the BYOI panel. Nothing is created unless the chatbot and every enabled
     component are valid; then the chatbot and its components are saved in one transaction."""
@@ -108,6 +110,7 @@ def chatbot_detail(request, chatbot_id):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@manager_required("edit a chatbot's name and instructions")
 def chatbot_edit(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     form = ChatbotForm(request.POST or None, instance=chatbot)
@@ -120,6 +123,7 @@ def chatbot_edit(request, chatbot_id):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@manager_required("delete chatbots")
 def chatbot_remove(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     if request.method == "POST":

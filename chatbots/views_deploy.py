@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from byoi.errors import NotFound
 from wizchat.plans import PlanLimitReached
+from wizchat.roles import manager_required
 
 from . import apikeys, deployments
 from .views import chatbot_or_404, detail_context
@@ -24,6 +25,7 @@ def _page(request, chatbot, card: str, **extra):
 
 @login_required
 @require_POST
+@manager_required("deploy chatbots")
 def deploy(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     target = request.POST.get("target", "local")
@@ -39,6 +41,7 @@ def deploy(request, chatbot_id):
 
 @login_required
 @require_POST
+@manager_required("stop deployments")
 def deploy_stop(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     deployments.deployment_stop(chatbot, actor=request.user)
@@ -61,6 +64,7 @@ def deploy_status(request, chatbot_id):
 
 @login_required
 @require_POST
+@manager_required("create API keys")
 def api_key_create(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     try:
@@ -73,6 +77,7 @@ def api_key_create(request, chatbot_id):
 
 @login_required
 @require_POST
+@manager_required("revoke API keys")
 def api_key_revoke(request, chatbot_id, key_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     try:
@@ -87,6 +92,7 @@ def api_key_revoke(request, chatbot_id, key_id):
 
 @login_required
 @require_POST
+@manager_required("change the widget's allowed websites")
 def allowed_origins(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     text = request.POST.get("allowed_origins", "")

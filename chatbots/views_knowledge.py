@@ -5,6 +5,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from byoi.access import ComponentFailed
 from wizchat.plans import PlanLimitReached
+from wizchat.roles import manager_required
 
 from . import ingestion, sections
 from .forms_knowledge import KnowledgeSettingsForm
@@ -58,6 +59,7 @@ def document_create(request, chatbot_id):
 
 @login_required
 @require_POST
+@manager_required("change knowledge settings")
 def knowledge_settings(request, chatbot_id):
     chatbot = chatbot_or_404(request, chatbot_id)
     form = KnowledgeSettingsForm(request.POST, instance=chatbot)
@@ -84,6 +86,7 @@ def document_row(request, chatbot_id, document_id):
 
 @login_required
 @require_POST
+@manager_required("delete documents")
 def document_remove(request, chatbot_id, document_id):
     document = document_or_404(request, chatbot_id, document_id)
     chatbot, title = document.chatbot, document.title

@@ -28,7 +28,7 @@ def test_it_lets_staff_change_an_accounts_plan(staff_client, owner):
             "memberships-0-id": owner.membership.pk,
             "memberships-0-account": account.pk,
             "memberships-0-user": owner.pk,
-            "memberships-0-is_owner": "on",
+            "memberships-0-role": "owner",
         },
     )
     assert response.status_code == 302

@@ -1,5 +1,8 @@
 """Every URL, found from the URL configuration (so a new view cannot be forgotten): the methods it takes, who may
-reach it (owner, teammate, outsider, anonymous) and CSRF on everything that changes state.
+reach it (owner, admin, member, outsider, anonymous) and CSRF on everything that changes state.
+
+Roles (wizchat/roles.py): a member of the team reads every page but changes only what MEMBER_MAY lists; every
+other request that changes state — a new view's included, until it is listed here — must answer a member 403.
 
 Every route is a dashboard route — it requires a log-in, and one naming an object is scoped to its account —
 unless PUBLIC_ROUTES says why anyone may reach it. A route with a parameter these tests cannot fill fails
@@ -18,6 +21,9 @@ from byoi import services as byoi_services
 from byoi.models import ConnectionTest, DataMove
 from chatbots import apikeys
 from chatbots.ingestion import document_add
+from tests.team_fixtures import join, team_admin  # noqa: F401 - fixture
+from wizchat import team
+from wizchat.models import Invite, Membership, UpgradeRequest
 
 PASSWORD = "correct horse battery"
 
@@ -58,8 +64,8 @@ def _walk(patterns, prefix="", namespace=None):
 ALL_ROUTES = list(_walk(get_resolver().url_patterns))
 ROUTES = [r for r in ALL_ROUTES if r.namespace != "admin"]  # Django's admin: test_admin_* below
 ADMIN_ROUTES = [r for r in ALL_ROUTES if r.namespace == "admin"]
-OBJECT_PARAMS = {"chatbot_id", "document_id", "key_id", "test_id", "move_id"}
-KNOWN_PARAMS = OBJECT_PARAMS | {"kind", "model", "action"}
+OBJECT_PARAMS = {"chatbot_id", "document_id", "key_id", "test_id", "move_id", "member_id", "invite_id"}
+KNOWN_PARAMS = OBJECT_PARAMS | {"kind", "model", "action", "token"}
 # Outside the dashboard, each route says why it is reachable without a dashboard session.
 PUBLIC_ROUTES = {
     "home": "redirects to the log-in page or the dashboard",
@@ -74,7 +80,18 @@ PUBLIC_ROUTES = {
     "widget_session": "the widget's session: only for an allowed Origin (test_widget)",
     "docs": "the product documentation",
     "favicon.ico": "a redirect to the static icon",
+    "invite_accept": "an invite link: its single-use token is the credential (test_team_invites)",
 }
+# What a member of a team may change (wizchat/roles.py); every other POST (and the GET of a form only owners and
+# admins may submit, MANAGER_PAGES) answers a member 403.
+MEMBER_MAY = {
+    "chatbots:chat": "chats with the team's chatbots",
+    "chatbots:document_create": "adds documents",
+    "chatbots:document_retry": "retries a failed ingestion",
+    "password_change": "changes their own password",
+    "team_start": "starts a team of their own once removed from theirs (a member in a team is told they are)",
+}
+MANAGER_PAGES = {"chatbots:create", "chatbots:edit", "chatbots:delete", "team_member_remove"}
 # Authenticated by a bearer key or an Origin check, never by the session cookie: CSRF does not apply.
 CSRF_EXEMPT = {"api_chat_completions", "api_models", "api_model", "widget_session"}
 
@@ -98,8 +115,11 @@ def world(owner, chatbot):
     test.secrets = {"api_key": "sk-url-walk-0123456789"}
     test.save()
     move = DataMove.objects.create(chatbot=chatbot, switch_on=["vector_store"])
+    someone = join(owner.membership.account, "someone@example.com", "member")
+    invite, token = team.invite_create(owner.membership, "member")
     return {"chatbot_id": chatbot.id, "document_id": document.id, "key_id": key.id, "test_id": test.id,
-            "move_id": move.id, "action": "cancel", "kind": "llm", "model": chatbot.slug}
+            "move_id": move.id, "action": "cancel", "kind": "llm", "model": chatbot.slug,
+            "member_id": someone.membership.public_id, "invite_id": invite.id, "token": token}
 
 
 def url_of(route: Route, world: dict) -> str:
@@ -182,11 +202,51 @@ def test_the_owner_reaches_every_object_url(route, world, owner):
 
 
 @pytest.mark.parametrize("route", SCOPED, ids=lambda r: r.id)
-def test_a_teammate_reaches_every_object_url(route, world, owner, teammate):
-    client = client_for(teammate)
+def test_an_admin_reaches_every_object_url(route, world, owner, team_admin):
+    client = client_for(team_admin)
     for method in sorted(allowed_methods(route, world, owner)):
         response = request(client, method, url_of(route, world))
         assert response.status_code in (200, 286, 302), f"{method} {route.id}: {response.status_code}"
+
+
+DASHBOARD = [r for r in ROUTES if r.dashboard]
+
+
+def test_the_member_lists_name_routes():
+    ids = {r.id for r in ROUTES}
+    assert set(MEMBER_MAY) <= ids
+    assert MANAGER_PAGES <= ids
+
+
+@pytest.mark.parametrize("route", DASHBOARD, ids=lambda r: r.id)
+def test_a_member_reads_every_page_and_changes_only_what_members_may(route, world, owner, teammate):
+    client = client_for(teammate)
+    for method in sorted(allowed_methods(route, world, owner)):
+        response = request(client, method, url_of(route, world))
+        if route.id in MEMBER_MAY or (method == "GET" and route.id not in MANAGER_PAGES):
+            assert response.status_code in (200, 286, 302), f"{method} {route.id}: {response.status_code}"
+        else:
+            assert response.status_code == 403, f"a member's {method} {route.id}: {response.status_code}"
+            assert "Only owners and admins of Acme can" in response.content.decode(), route.id
+
+
+def test_what_a_member_was_refused_is_untouched(world, owner, teammate, chatbot):
+    client = client_for(teammate)
+    before = {m.user.email: m.role for m in Membership.objects.all()}
+    for route in DASHBOARD:
+        if route.id not in MEMBER_MAY and "POST" in allowed_methods(route, world, owner):
+            assert request(client, "POST", url_of(route, world)).status_code == 403, route.id
+    chatbot.refresh_from_db()
+    assert chatbot.name == "Support bot" and chatbot.allowed_origins == []
+    assert type(chatbot).objects.count() == 1
+    assert chatbot.documents.count() == 1
+    assert chatbot.api_keys.filter(revoked__isnull=True).count() == 1
+    assert chatbot.components.get(kind="llm").values["endpoint"] == "https://llm.example.com/v1"
+    assert chatbot.byoi_enabled
+    assert not hasattr(chatbot, "deployment") or chatbot.deployment is None
+    assert {m.user.email: m.role for m in Membership.objects.all()} == before
+    assert Invite.objects.filter(revoked__isnull=True).count() == 1
+    assert not UpgradeRequest.objects.exists()
 
 
 @pytest.mark.parametrize("route", SCOPED, ids=lambda r: r.id)

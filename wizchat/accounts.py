@@ -4,7 +4,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 
-from .models import Account, Membership, Plan
+from .models import Account, Membership, Plan, Role
+
+
+class NoTeam(Http404):
+    """A logged-in user in no team (removed from theirs): the 404 page offers to start a team."""
 
 
 def account_for_user(user) -> Account:
@@ -12,7 +16,7 @@ def account_for_user(user) -> Account:
     try:
         return user.membership.account
     except (AttributeError, Membership.DoesNotExist):
-        raise Http404("No account") from None
+        raise NoTeam("No account") from None
 
 
 @transaction.atomic
@@ -21,5 +25,5 @@ def account_signup(*, email: str, password: str, team_name: str, plan_slug: str 
     User = get_user_model()
     user = User.objects.create_user(username=email.lower(), email=email.lower(), password=password)
     account = Account.objects.create(name=team_name or email.split("@")[0], plan=Plan.objects.get(slug=plan_slug))
-    Membership.objects.create(user=user, account=account, is_owner=True)
+    Membership.objects.create(user=user, account=account, role=Role.OWNER)
     return user

@@ -28,9 +28,9 @@ class AccountAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "account", "is_owner"]
+    list_display = ["user", "account", "role"]
     search_fields = ["user__email", "account__name"]
-    list_filter = ["is_owner"]
+    list_filter = ["role"]
 
 
 @admin.register(UpgradeRequest)

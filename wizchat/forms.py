@@ -55,3 +55,11 @@ class LoginForm(AuthenticationForm):
                 f"Too many failed log-ins from your network. For your security, log-ins from it are paused: "
                 f"try again in {wait} minute{'s' if wait != 1 else ''}.", code="throttled")
         return super().clean()
+
+
+class InviteSignupForm(SignupForm):
+    """Sign-up through an invite link: the team is the invite's, so no team name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["team_name"]

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -35,14 +37,57 @@ class Account(models.Model):
         return self.name
 
 
+class Role(models.TextChoices):
+    """A member's role in their team (wizchat.roles says what each may do)."""
+
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
 class Membership(models.Model):
+    """A user in a team: one team per user (a login belongs to one team)."""
+
+    Role = Role
+
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
-    is_owner = models.BooleanField(default=False)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
+                                 help_text="Names the membership in the team page's URLs")
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"{self.user} in {self.account}"
+
+    @property
+    def can_manage(self) -> bool:
+        """Owners and admins change BYOI settings, deployments, API keys, the plan and the team."""
+        return self.role in (Role.OWNER, Role.ADMIN)
+
+
+class Invite(models.Model):
+    """An invite link to join a team with a role. Only the token's SHA-256 is stored: the link is shown once to
+    whoever created it. Single use; expires after INVITE_DAYS (wizchat.team)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    used = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"Invite to {self.account} as {self.get_role_display()}"
 
 
 class UpgradeRequest(models.Model):

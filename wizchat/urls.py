@@ -22,6 +22,12 @@ urlpatterns = [
     path("account/password/changed/", auth_views.PasswordChangeDoneView.as_view(
         template_name="account/password_changed.html"), name="password_changed"),
     path("account/team/", views.team_page, name="team"),
+    path("account/team/invites/", views.team_invite, name="team_invite"),
+    path("account/team/invites/<uuid:invite_id>/revoke/", views.team_invite_revoke, name="team_invite_revoke"),
+    path("account/team/members/<uuid:member_id>/role/", views.team_member_role, name="team_member_role"),
+    path("account/team/members/<uuid:member_id>/remove/", views.team_member_remove, name="team_member_remove"),
+    path("account/team/start/", views.team_start, name="team_start"),
+    path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
     path("account/plan/", views.plan_page, name="plan"),
     path("dashboard/api-keys/", views.api_keys_page, name="api_keys"),
     path("docs/", views.docs_page, name="docs"),
@@ -32,5 +38,6 @@ urlpatterns = [
     path("", include("chatbots.urls_api")),
 ]
 
+handler403 = "wizchat.views.permission_denied"
 handler404 = "wizchat.views.page_not_found"
 handler500 = "wizchat.views.server_error"

@@ -8,15 +8,17 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
-from django.http import HttpResponseServerError
+from django.http import Http404, HttpResponse, HttpResponseServerError
 from django.shortcuts import redirect, render
 from django.template import loader
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .accounts import account_for_user, account_signup
-from .forms import LoginForm, SignupForm
-from .models import Plan, UpgradeRequest
+from . import team
+from .accounts import NoTeam, account_for_user, account_signup
+from .forms import InviteSignupForm, LoginForm, SignupForm
+from .models import Plan, Role, UpgradeRequest
 from .plans import UpgradeRefused, upgrade_request_create
+from .roles import RoleRequired, manager_required, membership_for_user
 from .security import login_account_wait
 
 
@@ -92,16 +94,140 @@ def account_page(request):
                                                     "members": account.memberships.count()})
 
 
+def _team_page(request, **extra):
+    me = membership_for_user(request.user)
+    account = me.account
+    roles = [(value, name) for value, name in Role.choices if me.role == Role.OWNER or value != Role.OWNER]
+    context = {"account": account, "me": me, "members": team.members_list(account), "roles": roles,
+               "invites": team.invites_pending(account) if me.can_manage else [],
+               "invite_days": team.INVITE_DAYS, **extra}
+    return render(request, "account/team.html", context)
+
+
 @login_required
 @require_GET
 def team_page(request):
-    account = account_for_user(request.user)
-    members = account.memberships.select_related("user").order_by("-is_owner", "created")
-    return render(request, "account/team.html", {"account": account, "members": members})
+    return _team_page(request)
+
+
+@login_required
+@require_POST
+@manager_required("invite people to the team")
+def team_invite(request):
+    """A new invite link, shown in this response only (never stored, redirected or logged)."""
+    me = membership_for_user(request.user)
+    try:
+        invite, token = team.invite_create(me, request.POST.get("role", Role.MEMBER))
+    except team.TeamRefused as refused:
+        return _team_page(request, invite_error=str(refused))
+    link = request.build_absolute_uri(f"/invite/{token}/")
+    return _team_page(request, new_invite=invite, new_invite_link=link)
+
+
+def _team_object(lookup, account, object_id):
+    try:
+        return lookup(account, object_id)
+    except team.TeamNotFound as error:
+        raise Http404(str(error)) from None
+
+
+@login_required
+@require_POST
+@manager_required("revoke invites")
+def team_invite_revoke(request, invite_id):
+    me = membership_for_user(request.user)
+    invite = _team_object(team.invite_get, me.account, invite_id)
+    team.invite_revoke(me, invite)
+    messages.success(request, f"The invite link ({invite.get_role_display().lower()}) is revoked: it no longer works.")
+    return redirect("team")
+
+
+@login_required
+@require_POST
+@manager_required("change roles in the team")
+def team_member_role(request, member_id):
+    me = membership_for_user(request.user)
+    member = _team_object(team.member_get, me.account, member_id)
+    try:
+        team.member_set_role(me, member, request.POST.get("role", ""))
+    except team.TeamRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"{member.user.email or member.user.username} is now "
+                                  f"{'an' if member.role in (Role.OWNER, Role.ADMIN) else 'a'} "
+                                  f"{member.get_role_display().lower()}.")
+    return redirect("team")
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@manager_required("remove people from the team")
+def team_member_remove(request, member_id):
+    me = membership_for_user(request.user)
+    member = _team_object(team.member_get, me.account, member_id)
+    if request.method == "GET":
+        return render(request, "account/team_remove.html", {"account": me.account, "member": member, "me": me})
+    email = member.user.email or member.user.username
+    try:
+        team.member_remove(me, member)
+    except team.TeamRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("team")
+    if member.pk == me.pk:
+        messages.success(request, f"You left {me.account.name}.")
+        return redirect("chatbots:list")
+    messages.success(request, f"{email} is no longer in {me.account.name}.")
+    return redirect("team")
+
+
+@login_required
+@require_POST
+def team_start(request):
+    """A user without a team (removed from theirs) starts their own, on the Free plan."""
+    try:
+        team.team_start(request.user, request.POST.get("team_name", ""))
+    except team.TeamRefused as refused:
+        messages.error(request, str(refused))
+    return redirect("chatbots:list")
+
+
+@require_http_methods(["GET", "POST"])
+def invite_accept(request, token):
+    """An invite link: a visitor signs up into the team, a logged-in user without a team joins it, anyone else
+    is told why not. Every refusal is a page that says what to do, never a 500."""
+    try:
+        invite = team.invite_find(token)
+    except team.InviteInvalid as invalid:
+        return render(request, "account/invite.html", {"invalid": str(invalid)}, status=410 if invalid.gone else 404)
+    context = {"invite": invite, "team_name": invite.account.name, "token": token}
+    user = request.user
+    if user.is_authenticated:
+        if hasattr(user, "membership"):
+            return render(request, "account/invite.html", {**context,
+                                                           "refused": team.already_in_team(user, invite.account)})
+        if request.method == "POST":
+            try:
+                team.invite_accept(token, user)
+            except (team.TeamRefused, team.InviteInvalid) as refused:
+                return render(request, "account/invite.html", {**context, "refused": str(refused)}, status=409)
+            messages.success(request, f"Welcome to {invite.account.name}.")
+            return redirect("chatbots:list")
+        return render(request, "account/invite.html", context)
+    form = InviteSignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = team.invite_signup(token, email=form.cleaned_data["email"], password=form.cleaned_data["password"])
+        except team.InviteInvalid as invalid:
+            return render(request, "account/invite.html", {"invalid": str(invalid)}, status=410)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome to {invite.account.name}.")
+        return redirect("chatbots:list")
+    return render(request, "account/invite.html", {**context, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@manager_required("ask for another plan", methods=("POST",))
 def plan_page(request):
     account = account_for_user(request.user)
     error = ""
@@ -146,7 +272,23 @@ def docs_page(request):
 
 
 def page_not_found(request, exception=None):
+    if isinstance(exception, NoTeam) and request.user.is_authenticated:
+        return render(request, "account/no_team.html", status=404)
     return render(request, "404.html", status=404)
+
+
+def permission_denied(request, exception=None):
+    """403: a member tried what only owners and admins may do (the page names them), or another refusal. An
+    htmx request reloads its page instead (htmx swaps no 403): the message is waiting there, and the controls a
+    stale page still showed are gone."""
+    message = str(exception) if isinstance(exception, RoleRequired) else ""
+    if getattr(request, "htmx", False) and message:
+        messages.error(request, message)
+        response = HttpResponse(message, status=403, content_type="text/plain; charset=utf-8")
+        response["HX-Refresh"] = "true"
+        return response
+    return render(request, "403.html", {"message": message,
+                                         "managers": getattr(exception, "managers", [])}, status=403)
 
 
 def server_error(request):
