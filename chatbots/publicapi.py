@@ -10,6 +10,7 @@ stores the exchange through the chatbot's conversations backend — without one 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import uuid
@@ -22,6 +23,8 @@ from django.utils.module_loading import import_string
 
 from byoi.errors import TRANSIENT_CODES
 from wizchat.textcheck import text_problem
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_MESSAGES = 200
@@ -260,6 +263,11 @@ def _limiter():
     from limits import storage, strategies
 
     url = settings.RATE_LIMIT_STORAGE_URL or _broker_db(2)
+    if url.startswith("redis"):
+        # limits checks its driver's version by reading `sys.modules["redis"].__version__`, without importing it
+        # when the name is there already — as it is, half-initialised, while another thread of a fresh worker is
+        # still importing it: it reads 0.0.0 and refuses. An import statement waits for that import to finish.
+        import redis  # noqa: F401
     return strategies.MovingWindowRateLimiter(storage.storage_from_string(url))
 
 
@@ -280,7 +288,12 @@ def rate_limit(scope: str, key: str, per_minute: int) -> None:
     if per_minute <= 0:
         return
     item = RateLimitItemPerMinute(per_minute)
-    limiter = _limiter()
+    try:
+        limiter = _limiter()
+    except Exception as error:  # noqa: BLE001 - nor one that cannot be built (a configuration problem: said)
+        log.warning("The rate-limit counter store cannot be used (%s; see RATE_LIMIT_STORAGE_URL); request not "
+                    "counted", type(error).__name__)  # not the message: it may quote the URL and its password
+        return
     try:
         allowed = limiter.hit(item, "wizchat", scope, key)
     except Exception:  # noqa: BLE001 - a broken counter store must not take the API down with it
