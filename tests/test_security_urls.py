@@ -21,9 +21,12 @@ from byoi import services as byoi_services
 from byoi.models import ConnectionTest, DataMove
 from chatbots import apikeys
 from chatbots.ingestion import document_add
-from tests.team_fixtures import join, team_admin  # noqa: F401 - fixture
+from tests import team_fixtures
+from tests.team_fixtures import join
 from wizchat import team
 from wizchat.models import Invite, Membership, UpgradeRequest
+
+team_admin = team_fixtures.team_admin  # a fixture of tests/team_fixtures.py
 
 PASSWORD = "correct horse battery"
 
