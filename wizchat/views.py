@@ -167,13 +167,13 @@ def team_member_remove(request, member_id):
     member = _team_object(team.member_get, me.account, member_id)
     if request.method == "GET":
         return render(request, "account/team_remove.html", {"account": me.account, "member": member, "me": me})
-    email = member.user.email or member.user.username
+    email, leaving = member.user.email or member.user.username, member.pk == me.pk
     try:
         team.member_remove(me, member)
     except team.TeamRefused as refused:
         messages.error(request, str(refused))
         return redirect("team")
-    if member.pk == me.pk:
+    if leaving:
         messages.success(request, f"You left {me.account.name}.")
         return redirect("chatbots:list")
     messages.success(request, f"{email} is no longer in {me.account.name}.")
