@@ -71,6 +71,8 @@ def deployment_env(chatbot: Chatbot) -> dict[str, str]:
         "WIZCHAT_OUTBOX_KEY": base64.urlsafe_b64encode(_derived("runtime-outbox", chatbot.id)).decode(),
         "WIZCHAT_CONNECT_TIMEOUT": f"{settings.BYOI_CONNECT_TIMEOUT:g}",
         "WIZCHAT_OPERATION_TIMEOUT": f"{settings.BYOI_OPERATION_TIMEOUT:g}",
+        "WIZCHAT_BREAKER_COOLDOWN": f"{settings.BYOI_BREAKER_COOLDOWN:g}",
+        "WIZCHAT_BREAKER_MAX_COOLDOWN": f"{settings.BYOI_BREAKER_MAX_COOLDOWN:g}",
         "WIZCHAT_RATE_LIMIT": str(settings.API_RATE_LIMIT_PER_MINUTE),  # the platform's limits, per key and address
         "WIZCHAT_TRUSTED_PROXIES": str(settings.TRUSTED_PROXY_COUNT),
     })

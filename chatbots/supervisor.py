@@ -5,7 +5,13 @@ Each deployment keeps one stable address (its `port`), held by a small TCP relay
 the current runtime (`python -m wizchat.runtime`) on a private port. Deploying again starts the new runtime beside
 the old one, waits for its /readyz, points the relay at it, and only then stops the old one with SIGTERM, which
 lets its requests in flight — streams included — finish: no request is dropped. A runtime that dies is started
-again. The runtime's secrets reach it only through its process environment: never its command line, never a
+again.
+
+While a new runtime's components fail, its /readyz names them with the taxonomy's code: the deployment says so at
+once ("Waiting for Vector Store: refused …"), stays starting while the previous runtime keeps serving, and switches
+as soon as they answer (or fails after READY_TIMEOUT, until someone deploys again). /readyz is asked from a thread
+of its own: a silent component makes it take the component's timeouts, which must not hold up the other
+deployments. The runtime's secrets reach it only through its process environment: never its command line, never a
 file."""
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from byoi.registry import label
 from wizchat import embedded
 
 from .deployments import DeployRefused, deployment_env, deployment_mark
@@ -57,6 +65,7 @@ class Entry:
     server: asyncio.AbstractServer | None = None
     restarts: int = 0
     failed_generation: int | None = None  # held back until someone deploys again
+    check: tuple[Runtime, Future] | None = None  # the pending runtime's /readyz being asked
 
 
 class Relay:
@@ -75,8 +84,7 @@ class Relay:
                              b"Connection: close\r\nRetry-After: 2\r\n\r\n"
                              b'{"error":{"message":"The chatbot is starting.","type":"server_error",'
                              b'"code":"starting"}}')
-                await writer.drain()
-                writer.close()
+                await _answered(reader, writer)
                 return
             try:
                 up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
@@ -101,6 +109,21 @@ class Relay:
             entry.server = None
 
 
+async def _answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close a connection answered without reading its request: our side first, then the client's request is
+    read to its end (a socket closed with unread bytes resets the connection, and the client loses the answer)."""
+    try:
+        await writer.drain()
+        writer.write_eof()
+        async with asyncio.timeout(2):
+            while await reader.read(65536):
+                pass
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+    finally:
+        writer.close()
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(65536):
@@ -113,18 +136,27 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-def _ready(port: int) -> tuple[bool, str]:
-    """(ready, why not) from the runtime's /readyz."""
+def _ready_timeout() -> float:
+    """How long /readyz may take: its probes wait for a silent component's timeouts (runtime.views)."""
+    return settings.BYOI_CONNECT_TIMEOUT + settings.BYOI_OPERATION_TIMEOUT + 2
+
+
+def _ready(port: int, timeout: float = 2) -> tuple[bool, str]:
+    """(ready, why not) from the runtime's /readyz; why names each failing component with its code and hint."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout) as response:  # noqa: S310
             return response.status == 200, ""
     except urllib.error.HTTPError as error:
         try:
             body = json.loads(error.read() or b"{}")
-            failing = [f"{k} ({v.get('code')})" for k, v in body.get("components", {}).items() if not v.get("ok")]
-            return False, "Not ready: " + ", ".join(failing) if failing else f"Not ready ({error.code})."
         except ValueError:
             return False, f"Not ready ({error.code})."
+        failing = [(kind, entry) for kind, entry in body.get("components", {}).items() if not entry.get("ok")]
+        if not failing:
+            return False, f"Not ready ({error.code})."
+        return False, "Waiting for " + "; ".join(
+            f"{label(kind)}: {entry.get('code')}" + (f" — {entry['hint']}" if entry.get("hint") else "")
+            for kind, entry in failing)
     except OSError:
         return False, "The runtime is not answering yet."
 
@@ -136,6 +168,7 @@ class Supervisor:
         self.poll = poll
         self.entries: dict = {}
         self.relay = Relay()
+        self._checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-readyz")
         self._stop = threading.Event()
 
     # --- processes ---------------------------------------------------------------------------------------------
@@ -226,7 +259,13 @@ class Supervisor:
                             f"The runtime exited at start (status {pending.process.returncode}): "
                             f"{self._last_words(pending)}{serving}".strip())
             return
-        ready, why = _ready(pending.port)
+        if entry.check is None or entry.check[0] is not pending:
+            entry.check = (pending, self._checks.submit(_ready, pending.port, _ready_timeout()))
+        if not entry.check[1].done():
+            return
+        ready, why = entry.check[1].result()
+        entry.check = None
+        serving = " The previous runtime keeps serving." if entry.current else ""
         if ready:
             old, entry.current, entry.pending = entry.current, pending, None
             entry.backend = pending.port
@@ -237,7 +276,9 @@ class Supervisor:
         elif time.monotonic() - pending.started > READY_TIMEOUT:
             entry.pending, entry.failed_generation = None, pending.generation
             self._retire(pending)
-            deployment_mark(deployment, Deployment.Status.FAILED, f"It never became ready. {why}")
+            deployment_mark(deployment, Deployment.Status.FAILED, f"It never became ready. {why}{serving}")
+        elif why.startswith("Waiting for") and deployment.reason != why + serving:
+            deployment_mark(deployment, Deployment.Status.STARTING, why + serving)
 
     def run(self) -> None:
         try:
@@ -254,4 +295,5 @@ class Supervisor:
     def shutdown(self) -> None:
         for deployment_id in list(self.entries):
             self._drop(deployment_id)
+        self._checks.shutdown(wait=False, cancel_futures=True)
 

@@ -30,6 +30,7 @@ class Variable:
     required: bool = False
     # The component kind whose *default* this variable reaches: required only when that kind is not custom.
     default_of: tuple = ()
+    zero: bool = False  # a float that may be 0 (turns something off)
 
 
 RUNTIME_VARIABLES = [
@@ -54,6 +55,9 @@ RUNTIME_VARIABLES = [
     Variable("WIZCHAT_OUTBOX_KEY", "Encrypts messages waiting for the conversations database.", secret=True),
     Variable("WIZCHAT_CONNECT_TIMEOUT", "Connect timeout to every component, seconds (default 5).", kind="float"),
     Variable("WIZCHAT_OPERATION_TIMEOUT", "Operation timeout, seconds (default 30).", kind="float"),
+    Variable("WIZCHAT_BREAKER_COOLDOWN", "How long a failed component is refused at once before it is tried "
+             "again, seconds (default 5; doubles while it keeps failing; 0: off).", kind="float", zero=True),
+    Variable("WIZCHAT_BREAKER_MAX_COOLDOWN", "The longest such cool-down, seconds (default 60).", kind="float"),
     Variable("WIZCHAT_EGRESS_ALLOWED_NETWORKS", "Private networks the customer's components may be on.",
              kind="networks"),
     Variable("WIZCHAT_CA_BUNDLE", "CA file trusted for the customer's TLS servers."),
@@ -132,7 +136,7 @@ def _typed(variable: Variable, raw: str):
             value = float(text)
         except ValueError:
             raise ValueError("must be a number of seconds") from None
-        if not 0 < value <= 3600:
+        if not (0 <= value if variable.zero else 0 < value) or value > 3600:
             raise ValueError("must be between 0 and 3600 seconds")
         return value
     if variable.kind == "list":

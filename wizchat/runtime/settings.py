@@ -85,6 +85,9 @@ DEFAULT_EMBEDDINGS_DIMENSIONS = _lenient(env.int, "WIZCHAT_DEFAULT_EMBEDDINGS_DI
 EGRESS_ALLOWED_NETWORKS = _networks("WIZCHAT_EGRESS_ALLOWED_NETWORKS")
 BYOI_CONNECT_TIMEOUT = _lenient(env.float, "WIZCHAT_CONNECT_TIMEOUT", 5.0)
 BYOI_OPERATION_TIMEOUT = _lenient(env.float, "WIZCHAT_OPERATION_TIMEOUT", 30.0)
+# The circuit breaker of byoi.access.component(): as the platform's (BYOI_BREAKER_*).
+BYOI_BREAKER_COOLDOWN = _lenient(env.float, "WIZCHAT_BREAKER_COOLDOWN", 5.0)
+BYOI_BREAKER_MAX_COOLDOWN = _lenient(env.float, "WIZCHAT_BREAKER_MAX_COOLDOWN", 60.0)
 BYOI_CA_BUNDLE = _lenient(env.str, "WIZCHAT_CA_BUNDLE", "")
 
 # The public API and the widget (chatbots.publicapi).

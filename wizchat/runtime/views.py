@@ -2,8 +2,10 @@
 
 /healthz: the process answers. /readyz: each of the chatbot's five components answered a light request just now
 (cached for a few seconds, so probes do not load the customer's servers), with the Test Connection taxonomy's
-code for any that did not. Where a component runs (the customer's host) is shown only to the platform
-(X-WizChat-Platform-Token); never a secret."""
+code for any that did not. A "not ready" answer is kept for a second only: a failed component's circuit breaker
+already spares its server (it is refused at once until its cool-down passes), and the supervisor switches to a
+waiting runtime as soon as the component answers again. A probe takes the component's timeouts at most. Where a
+component runs (the customer's host) is shown only to the platform (X-WizChat-Platform-Token); never a secret."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from byoi.access import ComponentFailed, component
 from .host import runtime_host
 
 READY_CACHE_SECONDS = 5.0
+NOT_READY_CACHE_SECONDS = 1.0
 _PROBES = {
     "llm": lambda backend, chatbot_id: backend.models(),
     "embeddings": lambda backend, chatbot_id: backend.models() if hasattr(backend, "models") else None,
@@ -51,8 +54,10 @@ def _probe(host, kind: str) -> dict:
 def readiness() -> dict:
     host = runtime_host()
     with _cache_lock:
-        if _cache["result"] is not None and time.monotonic() - _cache["at"] < READY_CACHE_SECONDS:
-            return _cache["result"]
+        cached = _cache["result"]
+        if cached is not None and time.monotonic() - _cache["at"] < (
+                READY_CACHE_SECONDS if cached["status"] == "ready" else NOT_READY_CACHE_SECONDS):
+            return cached
         stack = host.stack(host.chatbot)
         futures = {kind: _pool.submit(_probe, host, kind) for kind in _PROBES}
         wait(futures.values())
