@@ -60,14 +60,16 @@ def _exchange(client: httpx.Client, spec: dict) -> dict:
     if kind == "plain":
         response = client.post(spec["url"], **kwargs)
         if response.status_code != 200 or not response.json().get("choices"):
-            raise Failed(f"HTTP {response.status_code}")
+            raise Failed(f"HTTP {response.status_code}: {response.text[:150]}")
         total = time.perf_counter() - start
-        return {"ttft": total, "total": total}
+        extension = response.json().get("wizchat") or {}
+        return {"ttft": total, "total": total, "conversation_id": extension.get("conversation_id"),
+                "stored": extension.get("stored")}
     out: dict = {"ttft": None}
     with client.stream("POST", spec["url"], **kwargs) as response:
         if response.status_code != 200:
             response.read()
-            raise Failed(f"HTTP {response.status_code}")
+            raise Failed(f"HTTP {response.status_code}: {response.text[:150]}")
         done = False
         tokens = 0
         event = ""
@@ -220,7 +222,7 @@ def exchanges(config: dict) -> dict:
     for t in threads:
         t.join(max(1.0, deadline + 35 - time.perf_counter()))
     with lock:
-        return {"exchanges": list(records), "stuck": sum(t.is_alive() for t in threads),
+        return {"exchanges": list(records), "stuck": sum(t.is_alive() for t in threads), "seconds": seconds,
                 "elapsed": time.perf_counter() - begin}
 
 

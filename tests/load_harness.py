@@ -100,10 +100,10 @@ def start_supervisor(env: dict, log_path: Path) -> subprocess.Popen:
                                 cwd=str(BASE), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def run_exchanges(spec: dict) -> dict:
-    """CLIENTS clients for SECONDS through `spec` (bench/load.py, a process of its own)."""
-    return run_load({"mode": "exchanges", "wizchat": spec, "clients": CLIENTS, "seconds": SECONDS},
-                    timeout=SECONDS + 180)
+def run_exchanges(spec: dict, clients: int = CLIENTS, seconds: float = SECONDS) -> dict:
+    """`clients` clients for `seconds` through `spec` (bench/load.py, a process of its own)."""
+    return run_load({"mode": "exchanges", "wizchat": spec, "clients": clients, "seconds": seconds},
+                    timeout=seconds + 180)
 
 
 def stored_messages(chatbot) -> list:
@@ -141,11 +141,13 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(pct(values, q) * 1000, 1) if values else None
 
 
-def report(target: str, result: dict, messages: list, tmp_path: Path, extra: dict | None = None) -> dict:
+def report(target: str, result: dict, messages: list, tmp_path: Path, extra: dict | None = None,
+           clients: int = CLIENTS) -> dict:
     done = [r for r in result["exchanges"] if "error" not in r]
     failed = [r for r in result["exchanges"] if "error" in r]
     out = {
-        "target": target, "date": dt.date.today().isoformat(), "clients": CLIENTS, "seconds": SECONDS,
+        "target": target, "date": dt.date.today().isoformat(), "clients": clients,
+        "seconds": result.get("seconds", SECONDS),
         "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
         "requests": len(result["exchanges"]), "completed": len(done), "errors": len(failed),
         "error_kinds": dict(Counter(r["error"].split(":")[0] for r in failed)),
@@ -159,19 +161,20 @@ def report(target: str, result: dict, messages: list, tmp_path: Path, extra: dic
     text = json.dumps(out, indent=2)
     print(f"\nload {target}: {text}")
     (tmp_path / f"load-{target}.json").write_text(text)
-    if os.environ.get("WIZCHAT_LOAD_REPORT"):
-        Path(os.environ["WIZCHAT_LOAD_REPORT"]).write_text(text)
+    if os.environ.get("WIZCHAT_LOAD_REPORT"):  # one file for every target: a JSON object per line
+        with open(os.environ["WIZCHAT_LOAD_REPORT"], "a") as saved:
+            saved.write(json.dumps(out) + "\n")
     return out
 
 
-def assert_exactly_once(result: dict, messages: list) -> None:
+def assert_exactly_once(result: dict, messages: list, minimum: int = MIN_EXCHANGES) -> None:
     """0 errors, nothing stuck, enough exchanges, and each exchange stored exactly once: its question (found by its
     marker) and its answer in its own conversation, nothing else in the store."""
     exchanges = result["exchanges"]
     failed = [r["error"] for r in exchanges if "error" in r]
     assert not failed, f"{len(failed)} of {len(exchanges)} exchanges failed: {sorted(set(failed))[:5]}"
     assert result["stuck"] == 0
-    assert len(exchanges) >= MIN_EXCHANGES
+    assert len(exchanges) >= minimum
     assert {r.get("stored") for r in exchanges} == {"stored"}
     by_conversation = defaultdict(list)
     for message in messages:

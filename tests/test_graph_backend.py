@@ -228,10 +228,32 @@ def test_it_reports_tls_with_ssl_off_against_a_tls_port(tls_falkor_settings):
 def test_it_reconnects_after_the_server_dropped_its_connections(graph):
     bot = graph.bot()
     graph.upsert(bot, "doc1", "doc1:0", [Entity("Alice")], [])
-    idle = list(graph.client.connection_pool._available_connections)  # what the next call reuses
+    idle = list(graph.client.connection_pool._connections)  # the one the next call reuses among them
     assert idle
     for connection in idle:
         address, port = connection._sock.getsockname()[:2]
         raw().execute_command("CLIENT", "KILL", "ADDR", f"{address}:{port}")
 
     assert graph.count(bot)["nodes"] == 2
+
+
+def test_it_lets_more_threads_than_its_pool_holds_wait_for_a_connection(graph):
+    """Every chatbot on the default FalkorDB shares one client per process, and a web worker runs 16 threads: the
+    9th concurrent query waits for a connection (found by issue 16's load: 'Too many connections', a 503)."""
+    import threading
+
+    failures, key = [], f"wait-{uuid.uuid4().hex}"
+
+    def hold():
+        try:
+            graph.client.execute_command("BLPOP", key, 0.3)  # holds its connection 0.3 s
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=hold) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    assert failures == []

@@ -10,6 +10,7 @@ import pytest
 from chatbots.apikeys import apikey_create
 from tests.load_harness import (
     QUESTION,
+    SECONDS,
     assert_exactly_once,
     load_env,  # noqa: F401 - fixture
     loaded_chatbot,
@@ -40,3 +41,26 @@ def test_twenty_api_streams_through_gunicorn_lose_nothing_and_fail_none(make_use
     messages = wait_stored(chatbot, 2 * len(result["exchanges"]))
     report("api_stream", result, messages, tmp_path)
     assert_exactly_once(result, messages)
+
+
+BURST_CLIENTS = 40
+
+
+def test_forty_parallel_posts_through_gunicorn_get_no_connection_reset(make_user, load_env, tmp_path):  # noqa: F811
+    """The original finding: under 40 parallel POSTs Django's development server reset 1–3 connections per burst.
+    40 clients post (non-streaming, a new connection each time) back to back for a third of the load's duration:
+    every one answered and stored."""
+    _, chatbot = loaded_chatbot(make_user)
+    _, key = apikey_create(chatbot, "load")
+    proc, base = start_web_server(load_env, tmp_path / "gunicorn.log")
+    try:
+        spec = api_spec(base, key, chatbot.slug)
+        # A new connection for every request, as the bursts of the finding: each one goes through accept().
+        spec.update(kind="plain", json={**spec["json"], "stream": False},
+                    headers={**spec["headers"], "Connection": "close"})
+        result = run_exchanges(spec, clients=BURST_CLIENTS, seconds=max(5.0, SECONDS / 3))
+    finally:
+        embedded.stop_process(proc, 70)
+    messages = wait_stored(chatbot, 2 * len(result["exchanges"]))
+    report("api_plain_40", result, messages, tmp_path, clients=BURST_CLIENTS)
+    assert_exactly_once(result, messages, minimum=BURST_CLIENTS)

@@ -183,8 +183,13 @@ def client_get(settings: dict, *, connect_timeout: float, operation_timeout: flo
     if entry is not None:
         return entry[1]
     addresses = netguard.pinned_addresses(settings, 6379)
-    pool = redis.ConnectionPool(**client_kwargs(settings, connect_timeout=connect_timeout,
-                                                operation_timeout=operation_timeout, addresses=addresses))
+    # One client per process serves every chatbot on these settings (all of WizChat's defaults share one) from the
+    # threads of a web worker: a query that finds every connection busy waits for one — as long as opening one may
+    # take — instead of failing at once ("Too many connections", which redis.ConnectionPool raises: 503s under 40
+    # concurrent chats in the load test of issue 16). After the wait: ConnectionError, classified "unavailable".
+    pool = redis.BlockingConnectionPool(timeout=max(2.0, connect_timeout),
+                                        **client_kwargs(settings, connect_timeout=connect_timeout,
+                                                        operation_timeout=operation_timeout, addresses=addresses))
     client = redis.Redis(connection_pool=pool)
     with _CLIENTS_LOCK:
         entry = _CLIENTS.setdefault(key, (fingerprint(settings), client))
