@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from wizchat.celery import send_on_commit
 from wizchat.models import Account
 from wizchat.plans import PlanLimitReached, plan_require_byoi  # noqa: F401 - PlanLimitReached re-exported
 
@@ -314,7 +315,8 @@ def connection_test_start(account: Account, kind: str, values: dict, secrets: di
                      test_id=str(test.id))
         test_id = str(test.id)
         if queue:
-            transaction.on_commit(lambda: connection_test_task.delay(test_id))
+            send_on_commit(connection_test_task, test_id,
+                           unsent=lambda message: _finish_lost(ConnectionTest.objects.get(pk=test_id), message))
     return test
 
 
@@ -337,8 +339,8 @@ def connection_test_get_for_user(user, test_id) -> ConnectionTest:
     return test
 
 
-def _finish_lost(test: ConnectionTest) -> None:
-    message = "The test did not finish: the background worker did not pick it up in time. Try again."
+def _finish_lost(test: ConnectionTest, message: str = "The test did not finish: the background worker did not "
+                 "pick it up in time. Try again.") -> None:
     steps = test.steps or []
     test.steps = steps + [StepResult("operation", "Background worker", "failed", "unavailable", message).as_dict()]
     test.state = ConnectionTest.State.FAILED

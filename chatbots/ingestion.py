@@ -35,6 +35,7 @@ from byoi.access import (
 from byoi.activity import component_success_record
 from byoi.backends.base import Chunk
 from byoi.errors import BackendError, NotFound
+from wizchat.celery import send_on_commit
 from wizchat.plans import plan_check_document_limit
 from wizchat.textcheck import control_characters_removed, text_problem
 
@@ -204,7 +205,13 @@ def _queue(document: Document) -> None:
     from .tasks import ingest_document_task
 
     document_id = str(document.id)
-    transaction.on_commit(lambda: ingest_document_task.delay(document_id))
+
+    def unsent(message: str) -> None:  # the broker is down: failed, with Retry, rather than queued forever
+        Document.objects.filter(pk=document_id, status=Document.Status.QUEUED).update(
+            status=Document.Status.FAILED, error_code="unavailable", error_message=message,
+            error_hint="", updated=timezone.now())
+
+    send_on_commit(ingest_document_task, document_id, unsent=unsent)
 
 
 @transaction.atomic
