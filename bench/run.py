@@ -338,10 +338,29 @@ def main(argv=None) -> int:
     return _write_report(results, args.quick, args.output)
 
 
+# Sections of docs/BENCHMARKS.md measured elsewhere (issue 16's load tests, tests/test_load_*.py): a new run's
+# report keeps them as they are, at its end.
+KEPT_SECTIONS = ("## Load: 20 concurrent streams for 60 s",)
+
+
+def _kept_sections(output: str) -> str:
+    try:
+        old = Path(output).read_text()
+    except OSError:
+        return ""
+    kept = []
+    for title in KEPT_SECTIONS:
+        start = old.find(f"\n{title}\n")
+        if start >= 0:
+            end = old.find("\n## ", start + 1)
+            kept.append(old[start + 1:end if end >= 0 else None].rstrip("\n"))
+    return "".join(f"\n\n{section}" for section in kept)
+
+
 def _write_report(results: dict, quick: bool, output: str) -> int:
     from bench.report import report
 
-    text = report(results, quick)
+    text = report(results, quick).rstrip("\n") + _kept_sections(output) + "\n"
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(text)
     print(text)
