@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 BASE = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # whitenoise: no collected static files
 
 # A fresh interpreter (no `redis` imported yet) where importing `redis` takes a second, as on a busy machine: one
 # thread imports it while another builds the limiter.
@@ -78,5 +79,3 @@ def test_it_answers_when_the_counter_store_cannot_be_built(client, settings, mon
     response = client.get("/v1/models", HTTP_AUTHORIZATION="Bearer wzc_nothing")
     assert response.status_code == 401
 
-
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
