@@ -170,6 +170,7 @@ class Supervisor:
         self.relay = Relay()
         self._checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wizchat-readyz")
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a /readyz answer arrived: reconcile now rather than at the next poll
 
     # --- processes ---------------------------------------------------------------------------------------------
 
@@ -261,6 +262,7 @@ class Supervisor:
             return
         if entry.check is None or entry.check[0] is not pending:
             entry.check = (pending, self._checks.submit(_ready, pending.port, _ready_timeout()))
+            entry.check[1].add_done_callback(lambda _: self._wake.set())
         if not entry.check[1].done():
             return
         ready, why = entry.check[1].result()
@@ -284,13 +286,15 @@ class Supervisor:
         try:
             while not self._stop.is_set():
                 self.step()
-                self._stop.wait(self.poll)
+                self._wake.wait(self.poll)
+                self._wake.clear()
         finally:
             self.shutdown()
             connections.close_all()  # this thread's own database connection
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def shutdown(self) -> None:
         for deployment_id in list(self.entries):

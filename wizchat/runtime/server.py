@@ -10,6 +10,7 @@ relies on."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from gunicorn.app.base import BaseApplication
 
@@ -33,11 +34,16 @@ class _Server(BaseApplication):
 
 def _worker_ready(worker) -> None:
     """In the worker (threads do not survive gunicorn's fork): build the chatbot's components, start the outbox's
-    delivery thread and warm the in-process embedder, so the first question does not pay for it."""
+    delivery thread, check the components in the background (the first /readyz — the supervisor's, before it
+    switches to this runtime — finds the check under way instead of starting it: a silent component is named
+    a timeout after the start, not after the first question) and warm the in-process embedder, so the first
+    question does not pay for it."""
     from .host import runtime_host
+    from .views import readiness
 
     host = runtime_host()
     stack = host.stack(host.chatbot)
+    threading.Thread(target=readiness, name="wizchat-readyz-first", daemon=True).start()
     if stack.sources.get("embeddings") == "default":
         try:
             stack.embeddings.embed(["warm up"])
