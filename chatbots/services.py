@@ -1,12 +1,17 @@
 """Chatbot services: the work behind the dashboard views, callable without HTTP."""
 
+import logging
+
 from django.db import transaction
 
 from byoi.errors import NotFound
+from wizchat.celery import send_on_commit
 from wizchat.models import Account
 from wizchat.plans import plan_check_chatbot_limit
 
 from .models import Chatbot
+
+log = logging.getLogger(__name__)
 
 
 def chatbot_get_for_user(user, chatbot_id) -> Chatbot:
@@ -48,4 +53,6 @@ def chatbot_delete(chatbot: Chatbot) -> None:
         deployment_stop(chatbot)  # its objects leave the cluster; a local runtime stops when its row is gone
     with transaction.atomic():
         chatbot.delete()
-        transaction.on_commit(lambda: platform_data_purge_task.delay(chatbot_id))
+        send_on_commit(platform_data_purge_task, chatbot_id, unsent=lambda _: log.error(
+            "Deleted chatbot %s: the purge of its data in WizChat's stores was not queued (the broker cannot be "
+            "reached); queue byoi.tasks.platform_data_purge_task for it once the broker is back", chatbot_id))

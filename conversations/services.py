@@ -27,6 +27,7 @@ from byoi.access import (
 )
 from byoi.backends.base import Message
 from byoi.isolation import Lanes
+from wizchat.celery import send_on_commit
 from wizchat.plans import plan_check_message_limit
 
 from .models import MessageUsage, Outbox
@@ -117,6 +118,7 @@ def conversation_append(chatbot, *messages: Message, stack=None) -> str:
 
 
 def outbox_put(chatbot, message: Message, failure: ComponentFailed | None) -> Outbox:
+    message_id = message.id
     if failure is not None:
         failure_record(chatbot, failure, "saving messages")
     row, _ = Outbox.objects.get_or_create(
@@ -126,8 +128,10 @@ def outbox_put(chatbot, message: Message, failure: ComponentFailed | None) -> Ou
     )
     from .tasks import outbox_deliver_task
 
-    row_id = row.id
-    transaction.on_commit(lambda: outbox_deliver_task.apply_async((row_id,), countdown=2))
+    # Unsent (the broker is down): the row stays queued and goes out with the chatbot's next message (outbox_flush).
+    send_on_commit(outbox_deliver_task, row.id, countdown=2,
+                   unsent=lambda _: log.warning("Outbox message %s not queued (the broker cannot be reached): it goes "
+                                                 "out with the chatbot's next message", message_id))
     return row
 
 

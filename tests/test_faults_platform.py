@@ -150,6 +150,50 @@ def test_work_queued_while_the_broker_is_down_says_so_and_retry_completes_it(wor
                  seconds, 0)
 
 
+@pytest.fixture
+def broker_down(broker, transactional_db):
+    """This process publishes to a broker that has stopped (no worker needed: nothing can be delivered)."""
+    with publishing_to(broker.url(1)):
+        broker.stop()
+        yield broker
+
+
+def test_a_data_copy_started_while_the_broker_is_down_fails_with_retry(broker_down, owner):
+    from byoi.models import DataMove
+    from byoi.moves import data_move_start
+
+    chatbot = chatbot_create(owner.membership.account, name="Broker bot")
+    move = DataMove.objects.create(chatbot=chatbot, switch_on=["vector_store"])
+    started = time.monotonic()
+    data_move_start(move)
+    move.refresh_from_db()
+    assert move.state == DataMove.State.FAILED and move.error_code == "unavailable"
+    assert "task queue could not be reached" in move.error_message
+    assert time.monotonic() - started < 5
+
+
+def test_a_message_queued_for_the_outbox_while_the_broker_is_down_waits_for_the_next_one(broker_down, owner):
+    from byoi.backends.base import Message
+    from conversations.models import Outbox
+    from conversations.services import message_new, outbox_put
+
+    chatbot = chatbot_create(owner.membership.account, name="Broker bot")
+    message: Message = message_new("c-1", "user", "Where is the Wombatrix Engine shipped?")
+    outbox_put(chatbot, message, None)  # the broker refuses the delivery task: no error escapes into the chat
+    assert list(Outbox.objects.filter(chatbot=chatbot).values_list("message_id", flat=True)) == [message.id]
+
+
+def test_deleting_a_chatbot_while_the_broker_is_down_still_deletes_it(broker_down, owner, caplog):
+    from chatbots.models import Chatbot
+    from chatbots.services import chatbot_delete
+
+    chatbot = chatbot_create(owner.membership.account, name="Broker bot")
+    chatbot_id = chatbot.pk
+    chatbot_delete(chatbot)
+    assert not Chatbot.objects.filter(pk=chatbot_id).exists()
+    assert f"Deleted chatbot {chatbot_id}: the purge of its data" in caplog.text
+
+
 # --- the platform PostgreSQL --------------------------------------------------------------------------------------
 
 SESSION_SCRIPT = """

@@ -19,7 +19,7 @@ def ping(value: str) -> str:
     return f"pong:{value}"
 
 
-def send_on_commit(task, *args, unsent) -> None:
+def send_on_commit(task, *args, unsent, countdown: float | None = None) -> None:
     """Queue `task(*args)` once the transaction commits. When the broker cannot be reached (restarting, down),
     Celery gives up publishing after its retries (about a second): `unsent(message)` then records on the row that
     the work did not start — so a page shows why and offers to try again — instead of the error escaping into a
@@ -28,7 +28,7 @@ def send_on_commit(task, *args, unsent) -> None:
 
     def send():
         try:
-            task.delay(*args)
+            task.apply_async(args, countdown=countdown)
         except OperationalError:
             log.warning("Task %s not queued: the broker cannot be reached", task.name)
             unsent("WizChat's task queue could not be reached, so this did not start. Try again in a moment.")

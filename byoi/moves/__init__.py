@@ -24,6 +24,7 @@ from byoi.errors import NotFound, classify
 from byoi.models import BYOIComponent, DataMove
 from byoi.registry import STORE_KINDS
 from byoi.services import byoi_set_enabled, component_disable, component_set_enabled
+from wizchat.celery import send_on_commit
 
 from .tasks import data_move_task
 
@@ -75,8 +76,14 @@ def data_move_start(move: DataMove, actor=None) -> DataMove:
         audit_record("byoi.data_move_started", chatbot=move.chatbot, actor=actor, move_id=str(move.id),
                      attempt=move.attempts + 1)
         move_id = str(move.id)
-        transaction.on_commit(lambda: data_move_task.delay(move_id))
+        send_on_commit(data_move_task, move_id, unsent=lambda message: _unsent(move_id, message))
     return move
+
+
+def _unsent(move_id: str, message: str) -> None:
+    """The copy was never queued (the broker could not be reached): failed, so the page offers Retry."""
+    DataMove.objects.filter(pk=move_id, state=State.QUEUED).update(
+        state=State.FAILED, error_code="unavailable", error_message=message, error_hint="")
 
 
 def data_move_cancel(move: DataMove, actor=None) -> DataMove:
