@@ -90,6 +90,41 @@ class Invite(models.Model):
         return f"Invite to {self.account} as {self.get_role_display()}"
 
 
+class TeamEvent(models.Model):
+    """A change to a team, for its audit trail: who invited whom, changed whose role, removed whom, who joined by
+    which invite, who revoked an invite (wizchat.team writes one per change, in the change's transaction). People
+    are named by the e-mail they had then; an invite by its row, never its token or the token's hash. Shown to the
+    team's owners and admins on the Team page and to staff, read-only, in the admin."""
+
+    class Action(models.TextChoices):
+        INVITE_CREATED = "invite_created", "Invite link created"
+        INVITE_REVOKED = "invite_revoked", "Invite link revoked"
+        JOINED = "joined", "Joined with an invite link"
+        ROLE_CHANGED = "role_changed", "Role changed"
+        REMOVED = "removed", "Removed from the team"
+        ADDED = "added", "Added to the team (staff)"
+
+    account = models.ForeignKey(Account, null=True, on_delete=models.SET_NULL, related_name="team_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_email = models.CharField(max_length=254, blank=True)
+    by_staff = models.BooleanField(default=False, help_text="Made by WizChat staff in the admin")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    target_email = models.CharField(max_length=254, blank=True)
+    previous_role = models.CharField(max_length=10, choices=Role.choices, blank=True)
+    role = models.CharField(max_length=10, choices=Role.choices, blank=True,
+                            help_text="The role given: the new role, the invite's role or the role joined with")
+    invite = models.ForeignKey(Invite, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["account", "-created"], name="wizchat_teamevent_account")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email or 'WizChat'}: {self.get_action_display()} {self.target_email}".strip()
+
+
 class UpgradeRequest(models.Model):
     """A team asking for another plan. There is no payment provider: staff see the requests in the admin and
     move the account to the plan there (the admin's "Apply" action)."""

@@ -101,6 +101,11 @@ def _team_page(request, **extra):
     context = {"account": account, "me": me, "members": team.members_list(account), "roles": roles,
                "invites": team.invites_pending(account) if me.can_manage else [],
                "invite_days": team.INVITE_DAYS, **extra}
+    if me.can_manage:  # the audit trail is for owners and admins
+        page = request.GET.get("activity", "1")
+        page = int(page) if page.isdigit() and len(page) < 7 else 1
+        context["events"], context["events_more"] = team.events_page(account, page)
+        context["events_page"] = max(1, page)
     return render(request, "account/team.html", context)
 
 
