@@ -141,22 +141,29 @@ def _ready_timeout() -> float:
     return settings.BYOI_CONNECT_TIMEOUT + settings.BYOI_OPERATION_TIMEOUT + 2
 
 
+def _failing(body: dict) -> str:
+    """Each failing component of a /readyz body with its code and hint."""
+    return "; ".join(f"{label(kind)}: {entry.get('code')}" + (f" — {entry['hint']}" if entry.get("hint") else "")
+                     for kind, entry in body.get("components", {}).items() if not entry.get("ok"))
+
+
 def _ready(port: int, timeout: float = 2) -> tuple[bool, str]:
-    """(ready, why not) from the runtime's /readyz; why names each failing component with its code and hint."""
+    """(ready, why) from the runtime's /readyz: why names each failing component with its code and hint — the
+    ones it waits for, or, ready but degraded (the conversations database), the ones it serves without."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout) as response:  # noqa: S310
-            return response.status == 200, ""
+            try:
+                failing = _failing(json.loads(response.read() or b"{}"))
+            except ValueError:
+                failing = ""
+            return True, (f"Started while {failing}. It answers, and keeps the exchanges until the conversations "
+                          "database takes them." if failing else "")
     except urllib.error.HTTPError as error:
         try:
-            body = json.loads(error.read() or b"{}")
+            failing = _failing(json.loads(error.read() or b"{}"))
         except ValueError:
             return False, f"Not ready ({error.code})."
-        failing = [(kind, entry) for kind, entry in body.get("components", {}).items() if not entry.get("ok")]
-        if not failing:
-            return False, f"Not ready ({error.code})."
-        return False, "Waiting for " + "; ".join(
-            f"{label(kind)}: {entry.get('code')}" + (f" — {entry['hint']}" if entry.get("hint") else "")
-            for kind, entry in failing)
+        return False, f"Waiting for {failing}" if failing else f"Not ready ({error.code})."
     except OSError:
         return False, "The runtime is not answering yet."
 
@@ -272,7 +279,7 @@ class Supervisor:
             old, entry.current, entry.pending = entry.current, pending, None
             entry.backend = pending.port
             self._retire(old)
-            deployment_mark(deployment, Deployment.Status.RUNNING, "", running_generation=pending.generation)
+            deployment_mark(deployment, Deployment.Status.RUNNING, why, running_generation=pending.generation)
             log.info("Chatbot %s: runtime generation %s serves on %s", deployment.chatbot_id, pending.generation,
                      deployment.url)
         elif time.monotonic() - pending.started > READY_TIMEOUT:

@@ -2,7 +2,8 @@
 
 /healthz: the process answers. /readyz: each of the chatbot's five components answered a light request just now
 (cached for a few seconds, so probes do not load the customer's servers), with the Test Connection taxonomy's
-code for any that did not. A "not ready" answer is kept for a second only: a failed component's circuit breaker
+code for any that did not. Ready (200) though "degraded" when only the conversations database fails: the
+runtime answers and keeps the exchanges in its outbox until it is back. A "not ready" answer is kept for a second only: a failed component's circuit breaker
 already spares its server (it is refused at once until its cool-down passes), and the supervisor switches to a
 waiting runtime as soon as the component answers again. A probe takes the component's timeouts at most. Where a
 component runs (the customer's host) is shown only to the platform (X-WizChat-Platform-Token); never a secret."""
@@ -21,6 +22,9 @@ from byoi.access import ComponentFailed, component
 
 from .host import runtime_host
 
+# A runtime can serve without these: the exchanges wait in its outbox and are stored once the component answers
+# (runtime.outbox), so a failing conversations database makes it "ready" but degraded, never holds a deploy back.
+QUEUEABLE = {"conversations"}
 READY_CACHE_SECONDS = 5.0
 NOT_READY_CACHE_SECONDS = 1.0
 _PROBES = {
@@ -56,14 +60,16 @@ def readiness() -> dict:
     with _cache_lock:
         cached = _cache["result"]
         if cached is not None and time.monotonic() - _cache["at"] < (
-                READY_CACHE_SECONDS if cached["status"] == "ready" else NOT_READY_CACHE_SECONDS):
+                READY_CACHE_SECONDS if cached["status"] == "ready" and not cached["degraded"]
+                else NOT_READY_CACHE_SECONDS):
             return cached
         stack = host.stack(host.chatbot)
         futures = {kind: _pool.submit(_probe, host, kind) for kind in _PROBES}
         wait(futures.values())
         components = {kind: {"source": stack.sources[kind], **future.result()} for kind, future in futures.items()}
-        result = {"status": "ready" if all(c["ok"] for c in components.values()) else "not ready",
-                  "chatbot": host.chatbot.slug, "components": components,
+        failing = [kind for kind, c in components.items() if not c["ok"]]
+        result = {"status": "ready" if set(failing) <= QUEUEABLE else "not ready",
+                  "chatbot": host.chatbot.slug, "components": components, "degraded": failing,
                   "outbox": host.outbox.count()}
         _cache.update(at=time.monotonic(), result=result)
         return result
