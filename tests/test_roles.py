@@ -15,16 +15,12 @@ from tests.team_fixtures import join
 from wizchat.models import Invite, UpgradeRequest
 from wizchat.roles import RoleRequired, can_manage, manager_require
 
-team_admin = team_fixtures.team_admin  # a fixture of tests/team_fixtures.py
+team_admin, fast_hashing = team_fixtures.team_admin, team_fixtures.fast_hashing  # tests/team_fixtures.py
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 SECRET = "sk-roles-0123456789abcdef"
 LLM = {"endpoint": "https://llm.example.com/v1", "model": "gpt-4o"}
 HX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

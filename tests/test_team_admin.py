@@ -7,16 +7,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from tests import team_fixtures
 from tests.team_fixtures import join
 from wizchat.models import Membership, TeamEvent
 
+fast_hashing = team_fixtures.fast_hashing  # a fixture of tests/team_fixtures.py
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 LAST_OWNER = "owner@example.com is the last owner of Acme, and a team always keeps an owner"
 LAST_OWNER_REMOVED = "owner@example.com is the last owner of Acme and cannot be removed"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ changed, someone removed or leaving) writes exactly one TeamEvent naming the act
 the roles; the team's owners and admins read it on the Team page, members and other teams never do, staff read it
 in the admin, read-only. No event holds an invite's token or its hash."""
 
-import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -11,28 +10,13 @@ from django.db import transaction
 from django.test import Client
 
 from tests import team_fixtures
-from tests.team_fixtures import join
+from tests.team_fixtures import create_link, join, logged_in
 from wizchat import team
 from wizchat.models import Invite, Membership, TeamEvent
 
-team_admin = team_fixtures.team_admin  # a fixture of tests/team_fixtures.py
+team_admin, fast_hashing = team_fixtures.team_admin, team_fixtures.fast_hashing  # tests/team_fixtures.py
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 PASSWORD = "a long enough passphrase"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def create_link(user, role="member") -> str:
-    body = logged_in(user).post("/account/team/invites/", {"role": role}).content.decode()
-    return re.search(r'value="http://testserver(/invite/[^"]+/)"', body).group(1)
 
 
 def events(user) -> list[TeamEvent]:

@@ -3,7 +3,6 @@ it into the team, a logged-in user without a team joins; used, expired, revoked 
 says why, never a 500."""
 
 import hashlib
-import re
 from datetime import timedelta
 
 import pytest
@@ -12,28 +11,13 @@ from django.test import Client
 from django.utils import timezone
 
 from tests import team_fixtures
-from tests.team_fixtures import join
+from tests.team_fixtures import create_link, join, logged_in
 from wizchat import team
 from wizchat.models import Invite, Membership
 
-team_admin = team_fixtures.team_admin  # a fixture of tests/team_fixtures.py
+team_admin, fast_hashing = team_fixtures.team_admin, team_fixtures.fast_hashing  # tests/team_fixtures.py
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 PASSWORD = "a long enough passphrase"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def create_link(client, role="member") -> str:
-    body = client.post("/account/team/invites/", {"role": role}).content.decode()
-    return re.search(r'value="(http://testserver/invite/[^"]+/)"', body).group(1).removeprefix("http://testserver")
 
 
 def sign_up(path, email="new@example.com"):

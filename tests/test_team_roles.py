@@ -2,25 +2,14 @@
 unmakes or removes an owner, and a team always keeps an owner. A removed user keeps their log-in, without a team."""
 
 import pytest
-from django.test import Client
 
 from tests import team_fixtures
-from tests.team_fixtures import join
+from tests.team_fixtures import join, logged_in
 from wizchat import team
 from wizchat.models import Membership
 
-team_admin = team_fixtures.team_admin  # a fixture of tests/team_fixtures.py
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+team_admin, fast_hashing = team_fixtures.team_admin, team_fixtures.fast_hashing  # tests/team_fixtures.py
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 def role_of(user) -> str:
