@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms.models import BaseInlineFormSet
 
+from wizchat.admin import ReadOnlyAdmin
 from wizchat.plans import plan_require_byoi
 
 from . import services
@@ -145,18 +146,9 @@ class ConnectionTestAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created", "action", "account", "actor", "chatbot_id"]
     list_filter = ["action"]
     search_fields = ["action", "chatbot_id"]
     fields = ["created", "action", "account", "actor", "chatbot_id", "detail"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

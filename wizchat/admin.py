@@ -20,6 +20,19 @@ SWAP_REFUSED = ("A membership cannot be handed to another user: remove it and ad
                 "change is in the team's audit trail).")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An audit trail in the admin: staff read it; nobody adds, changes or deletes an entry."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "byoi_allowed", "max_chatbots", "max_documents", "max_messages_per_month"]
@@ -182,7 +195,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(TeamEvent)
-class TeamEventAdmin(admin.ModelAdmin):
+class TeamEventAdmin(ReadOnlyAdmin):
     """The teams' audit trail (wizchat.team), read-only: invites, joins, role changes and removals."""
 
     list_display = ["created", "account", "actor_email", "action", "target_email", "previous_role", "role",
@@ -193,15 +206,6 @@ class TeamEventAdmin(admin.ModelAdmin):
     fields = ["created", "account", "actor", "actor_email", "by_staff", "action", "target_email", "previous_role",
               "role", "invite"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UpgradeRequest)
