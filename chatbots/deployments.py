@@ -37,7 +37,9 @@ def _derived(purpose: str, chatbot_id) -> bytes:
 
 
 def platform_token(chatbot_id) -> str:
-    """What the platform presents to a runtime's /readyz to see where its components run."""
+    """Shared by the platform and the chatbot's runtime: the platform presents it to the runtime's /readyz to see
+    where its components run; the runtime presents it with its usage reports (chatbots.runtime_usage). Derived,
+    never stored: whoever holds SECRET_KEY can recompute it, nobody else can."""
     return _derived("runtime-platform-token", chatbot_id).hex()
 
 
@@ -82,6 +84,8 @@ def deployment_env(chatbot: Chatbot) -> dict[str, str]:
         "WIZCHAT_ALLOWED_ORIGINS": ",".join(chatbot.allowed_origins),
         "WIZCHAT_EGRESS_ALLOWED_NETWORKS": ",".join(str(n) for n in settings.EGRESS_ALLOWED_NETWORKS),
         "WIZCHAT_CA_BUNDLE": settings.BYOI_CA_BUNDLE,
+        # Where it reports the messages it answers, for the plan's monthly quota (chatbots.runtime_usage).
+        "WIZCHAT_PLATFORM_URL": settings.DEPLOY_PLATFORM_URL.rstrip("/"),
     }
     if "llm" not in custom:
         optional.update(WIZCHAT_DEFAULT_LLM_ENDPOINT=settings.DEFAULT_LLM_ENDPOINT,

@@ -186,3 +186,21 @@ class Deployment(models.Model):
 
     def __repr__(self) -> str:
         return f"<Deployment {self.chatbot_id} {self.target} {self.status}>"
+
+
+class RuntimeUsageCursor(models.Model):
+    """How far the platform has counted one runtime's usage reports (chatbots.runtime_usage): a runtime numbers
+    its report batches 1, 2, 3 … under an instance id of its state folder and resends a batch until it is
+    answered, so a batch at or below `seq` was applied already and is not counted again."""
+
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="usage_cursors")
+    instance = models.UUIDField(help_text="The runtime's state folder (a new one starts at seq 1)")
+    seq = models.PositiveBigIntegerField(default=0, help_text="The last batch counted")
+    messages = models.PositiveBigIntegerField(default=0, help_text="Questions counted from this instance, in all")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chatbot", "instance"], name="one_cursor_per_runtime")]
+
+    def __repr__(self) -> str:
+        return f"<RuntimeUsageCursor {self.chatbot_id} {self.instance} seq={self.seq}>"

@@ -9,6 +9,7 @@ stores the exchange through the chatbot's conversations backend — without one 
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import math
@@ -241,13 +242,22 @@ def component_error(event: dict) -> ApiError:
     transient = code in TRANSIENT_CODES and event.get("kind") != "byoi"
     if code == "rejected":
         return ApiError(400, event.get("message", "The question was rejected."), param="messages")
-    if code == "quota":
-        return ApiError(429, event.get("message", ""), type="insufficient_quota", code="insufficient_quota")
+    if code == "quota":  # the month's messages are used up: until the next month (UTC) starts
+        return ApiError(429, event.get("message", ""), type="insufficient_quota", code="insufficient_quota",
+                        retry_after=seconds_to_next_month())
     if code == "internal":  # WizChat's own fault, not a component's
         return ApiError(500, event.get("message") or "Internal error.", type="server_error", code=code,
                         hint=event.get("hint", ""))
     return ApiError(503 if transient else 502, event.get("message") or "A component failed.",
                     type="server_error" if transient else "upstream_error", code=code, hint=event.get("hint", ""))
+
+
+def seconds_to_next_month(now: float | None = None) -> int:
+    """Seconds until the first day of next month, UTC (when the monthly message quota starts again)."""
+    now = time.time() if now is None else now
+    today = time.gmtime(now)
+    year, month = (today.tm_year + 1, 1) if today.tm_mon == 12 else (today.tm_year, today.tm_mon + 1)
+    return max(1, math.ceil(calendar.timegm((year, month, 1, 0, 0, 0)) - now))
 
 
 def models_body(targets: list) -> dict:

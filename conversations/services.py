@@ -225,6 +225,22 @@ def message_quota_use(account) -> None:
         usage.save(update_fields=["messages"])
 
 
+def message_usage_add(account, month: date, messages: int) -> int:
+    """Add questions a deployed runtime already answered (chatbots.runtime_usage) to `month`'s count, past the
+    limit if need be: they were served, so they count. Returns the month's count after. Call it inside the
+    transaction that records the report, so that the count and the report are kept or lost together."""
+    usage, _ = MessageUsage.objects.select_for_update().get_or_create(account=account, month=month)
+    if messages:
+        usage.messages += messages
+        usage.save(update_fields=["messages"])
+    return usage.messages
+
+
+def messages_in_month(account, month: date) -> int:
+    usage = MessageUsage.objects.filter(account=account, month=month).first()
+    return usage.messages if usage else 0
+
+
 def messages_this_month(account) -> int:
     usage = MessageUsage.objects.filter(account=account, month=_month()).first()
     return usage.messages if usage else 0

@@ -84,6 +84,7 @@ PUBLIC_ROUTES = {
     "docs": "the product documentation",
     "favicon.ico": "a redirect to the static icon",
     "invite_accept": "an invite link: its single-use token is the credential (test_team_invites)",
+    "runtime_usage": "deployed runtimes' usage reports: the deployment's platform token (test_runtime_quota)",
 }
 # What a member of a team may change (wizchat/roles.py); every other POST (and the GET of a form only owners and
 # admins may submit, MANAGER_PAGES) answers a member 403.
@@ -95,8 +96,9 @@ MEMBER_MAY = {
     "team_start": "starts a team of their own once removed from theirs (a member in a team is told they are)",
 }
 MANAGER_PAGES = {"chatbots:create", "chatbots:edit", "chatbots:delete", "team_member_remove"}
-# Authenticated by a bearer key or an Origin check, never by the session cookie: CSRF does not apply.
-CSRF_EXEMPT = {"api_chat_completions", "api_models", "api_model", "widget_session"}
+# Authenticated by a bearer key, an Origin check or a runtime's platform token, never by the session cookie: CSRF
+# does not apply.
+CSRF_EXEMPT = {"api_chat_completions", "api_models", "api_model", "widget_session", "runtime_usage"}
 
 
 @pytest.fixture(autouse=True)

@@ -51,12 +51,15 @@ def plan_check_document_limit(chatbot) -> None:
         )
 
 
+def message_limit_text(plan_name: str, limit: int) -> str:
+    """What a customer reads when the month's messages are used up (the platform and a deployed runtime alike)."""
+    return (f"Your {plan_name} plan allows {limit} messages a month; this month's are used up. "
+            "Upgrade your plan to keep chatting.")
+
+
 def plan_check_message_limit(account: Account, sent_this_month: int) -> None:
     if sent_this_month >= account.plan.max_messages_per_month:
-        raise PlanLimitReached(
-            f"Your {account.plan.name} plan allows {account.plan.max_messages_per_month} messages a month; "
-            "this month's are used up. Upgrade your plan to keep chatting."
-        )
+        raise PlanLimitReached(message_limit_text(account.plan.name, account.plan.max_messages_per_month))
 
 
 def plan_check_api_key_limit(chatbot) -> None:

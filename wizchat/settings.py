@@ -194,6 +194,14 @@ RATE_LIMIT_STORAGE_URL = env.str("RATE_LIMIT_STORAGE_URL", default="")
 DEPLOY_LOCAL_HOST = env.str("DEPLOY_LOCAL_HOST", default="127.0.0.1")
 DEPLOY_KUBERNETES_IMAGE = env.str("DEPLOY_KUBERNETES_IMAGE", default="wizchat/runtime:latest")
 DEPLOY_KUBERNETES_NAMESPACE = env.str("DEPLOY_KUBERNETES_NAMESPACE", default="wizchat")
+# Where deployed runtimes report the messages they answer (chatbots.runtime_usage; WIZCHAT_PLATFORM_URL): this
+# platform as the runtimes reach it. Default: the address `make run` serves on. Empty: runtimes count nothing.
+_web_host = env.str("WIZCHAT_HOST", default="127.0.0.1")
+_web_host = "127.0.0.1" if _web_host in ("0.0.0.0", "::", "") else _web_host  # noqa: S104 - reached on loopback
+DEPLOY_PLATFORM_URL = env.str("DEPLOY_PLATFORM_URL",
+                              default=f"http://{_web_host}:{env.str('WIZCHAT_PORT', default='8000')}")
+# Usage reports per minute per chatbot (a runtime sends one every WIZCHAT_USAGE_REPORT_SECONDS, 5 by default).
+RUNTIME_USAGE_RATE_LIMIT_PER_MINUTE = env.int("RUNTIME_USAGE_RATE_LIMIT_PER_MINUTE", default=120)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

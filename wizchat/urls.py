@@ -36,6 +36,7 @@ urlpatterns = [
     path("byoi/", include("byoi.urls")),
     path("admin/", admin.site.urls),
     path("", include("chatbots.urls_api")),
+    path("", include("chatbots.urls_internal")),
 ]
 
 handler403 = "wizchat.views.permission_denied"

@@ -41,7 +41,8 @@ RUNTIME_VARIABLES = [
     Variable("WIZCHAT_RUNTIME_HOST", "Address to listen on (default 0.0.0.0)."),
     Variable("WIZCHAT_RUNTIME_PORT", "Port to listen on (default 8080).", kind="int"),
     Variable("WIZCHAT_RUNTIME_THREADS", "Concurrent requests (streams) served (default 32).", kind="int"),
-    Variable("WIZCHAT_RUNTIME_STATE_DIR", "Writable folder for the runtime's outbox (default: a temporary folder)."),
+    Variable("WIZCHAT_RUNTIME_STATE_DIR", "Writable folder for the runtime's outbox and message counts (default: a "
+             "temporary folder)."),
     Variable("WIZCHAT_API_KEYS", "The chatbot's API keys as prefix:hash pairs, comma-separated (no plaintext).",
              secret=True, kind="list"),
     Variable("WIZCHAT_API_KEY_PEPPER", "The chatbot's key-hashing key (verifies WIZCHAT_API_KEYS).", secret=True),
@@ -51,7 +52,11 @@ RUNTIME_VARIABLES = [
              kind="int"),
     Variable("WIZCHAT_TRUSTED_PROXIES", "Proxies in front of the runtime whose X-Forwarded-For is believed "
              "(default 0).", kind="int"),
-    Variable("WIZCHAT_PLATFORM_TOKEN", "Lets the platform see component locations in /readyz.", secret=True),
+    Variable("WIZCHAT_PLATFORM_TOKEN", "Shared with the platform: lets it see component locations in /readyz, "
+             "authenticates the runtime's usage reports.", secret=True),
+    Variable("WIZCHAT_PLATFORM_URL", "Where the runtime reports the messages it answers, for the plan's monthly "
+             "quota (empty: counted locally, never reported nor enforced).", kind="url"),
+    Variable("WIZCHAT_USAGE_REPORT_SECONDS", "How often usage is reported (default 5).", kind="float"),
     Variable("WIZCHAT_OUTBOX_KEY", "Encrypts messages waiting for the conversations database.", secret=True),
     Variable("WIZCHAT_CONNECT_TIMEOUT", "Connect timeout to every component, seconds (default 5).", kind="float"),
     Variable("WIZCHAT_OPERATION_TIMEOUT", "Operation timeout, seconds (default 30).", kind="float"),

@@ -18,6 +18,7 @@ from chatbots.chat import ChatHost, Knowledge
 
 from .config import RuntimeConfig, config_load
 from .outbox import RuntimeOutbox
+from .usage import RuntimeUsage
 
 log = logging.getLogger("wizchat.runtime")
 
@@ -34,8 +35,9 @@ class RuntimeChatbot:
 
 
 class RuntimeHost(ChatHost):
-    """The chat pipeline in a runtime: the stack from the environment; nothing counted in a platform table (the
-    runtime's limits are its rate limits); conversations through the chatbot's backend, with a local outbox."""
+    """The chat pipeline in a runtime: the stack from the environment; the plan's monthly quota counted in the
+    state folder and reported to the platform (runtime.usage); conversations through the chatbot's backend, with
+    a local outbox."""
 
     def __init__(self, config: RuntimeConfig, environ):
         self.config = config
@@ -43,6 +45,9 @@ class RuntimeHost(ChatHost):
         self._stack = resolve_from_env(environ)
         folder = Path(settings.RUNTIME_STATE_DIR)
         self.outbox = RuntimeOutbox(folder, config.values.get("WIZCHAT_OUTBOX_KEY"), self._deliver)
+        self.usage = RuntimeUsage(folder, config.chatbot_id, config.values.get("WIZCHAT_PLATFORM_URL", ""),
+                                  config.values.get("WIZCHAT_PLATFORM_TOKEN", ""),
+                                  config.values.get("WIZCHAT_USAGE_REPORT_SECONDS", 5.0))
         self._failures: dict[tuple, float] = {}
 
     def _deliver(self, message) -> None:
@@ -62,7 +67,7 @@ class RuntimeHost(ChatHost):
                          titles={})
 
     def quota_use(self, chatbot) -> None:
-        return None
+        self.usage.use()
 
     def failure_record(self, chatbot, failure: ComponentFailed, during: str) -> None:
         key = (failure.kind, failure.code, during)
@@ -104,4 +109,5 @@ def runtime_host() -> RuntimeHost:
         if _host is None:
             _host = RuntimeHost(config_load(os.environ), os.environ)
             _host.outbox.start()
+            _host.usage.start()
         return _host

@@ -53,6 +53,16 @@ def _worker_ready(worker) -> None:
              ", ".join(f"{k}={v}" for k, v in stack.sources.items()))
 
 
+def _worker_exit(server, worker) -> None:
+    """A last usage report on the way out (bounded): a Kubernetes pod's state folder goes with the pod."""
+    from .host import runtime_host
+
+    try:
+        runtime_host().usage.report(timeout=3)
+    except Exception:  # noqa: BLE001 - the counts stay in the state folder for the next runtime
+        log.warning("The last usage report failed")
+
+
 def serve(config) -> int:
     values = config.values
     options = {
@@ -67,6 +77,7 @@ def serve(config) -> int:
         "errorlog": "-",
         "loglevel": "warning",
         "post_worker_init": _worker_ready,
+        "worker_exit": _worker_exit,
         "proc_name": f"wizchat-runtime-{config.slug}",
         "control_socket_disable": True,  # gunicorn's control socket would live in $HOME, shared by every runtime
     }
