@@ -281,6 +281,18 @@ def _limiter():
     return strategies.MovingWindowRateLimiter(storage.storage_from_string(url))
 
 
+def rate_limit_prepare() -> bool:
+    """Build the counter store's client and open its first connection ahead of the first request (a new web
+    worker calls this as it starts): otherwise that work — importing redis and limits, connecting — falls on
+    the worker's first requests, all at once. True when the store answered."""
+    try:
+        return bool(_limiter().storage.check())
+    except Exception as error:  # noqa: BLE001 - said; the requests then count or skip as rate_limit decides
+        log.warning("The rate-limit counter store cannot be used (%s; see RATE_LIMIT_STORAGE_URL)",
+                    type(error).__name__)
+        return False
+
+
 def _broker_db(db: int) -> str:
     """The Redis WizChat already runs (the Celery broker), another database number."""
     from urllib.parse import urlsplit, urlunsplit

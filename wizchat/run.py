@@ -5,16 +5,24 @@ Ctrl-C stops every process this started. Data lives in the state folder and surv
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from wizchat import embedded
 
 BASE = Path(__file__).resolve().parent.parent
+# How long a new web worker waits for its warm-up (worker_ready) before it takes requests anyway: the warm-up goes
+# on, and requests that arrive meanwhile wait for what they need instead of doing it again. gunicorn's --timeout
+# is 120 s.
+WORKER_WARM_SECONDS = 30
+
+log = logging.getLogger("wizchat.run")
 
 
 def _state_dir() -> Path:
@@ -45,7 +53,41 @@ def web_server_command(host: str, port: str) -> list[str]:
             "--worker-class", "gthread", "--workers", os.environ.get("WIZCHAT_WEB_WORKERS", "2"),
             "--threads", os.environ.get("WIZCHAT_WEB_THREADS", "16"), "--timeout", "120",
             "--graceful-timeout", "30", "--no-control-socket", "--access-logfile", "-", "--access-logformat",
-            '%(h)s "%(m)s %(U)s" %(s)s %(M)sms']
+            '%(h)s "%(m)s %(U)s" %(s)s %(M)sms', "--config", "python:wizchat.gunicorn_config"]
+
+
+def worker_ready(worker, *, timeout: float = WORKER_WARM_SECONDS) -> bool:
+    """gunicorn's post_worker_init (wizchat.gunicorn_config): before a new web worker takes requests, do the
+    one-time work its first requests would otherwise all pay for at once — the public API's rate-limit counter
+    store (its client, imports and first connection) and, when the default embeddings are the in-process model,
+    that model (as a deployed runtime does: wizchat.runtime.server). The wait is bounded by `timeout`; past it
+    the worker serves anyway and the warm-up goes on beside it. True when everything is ready."""
+    outcome: list[bool] = []
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: outcome.append(_warm_up()), name="wizchat-warm-up", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning("Web worker %d is still warming up after %.0f s; serving meanwhile", os.getpid(), timeout)
+        return False
+    log.info("Web worker %d warmed up in %.2f s", os.getpid(), time.monotonic() - started)
+    return bool(outcome and outcome[0])
+
+
+def _warm_up() -> bool:
+    from byoi.backends.embeddings import LocalEmbeddings
+    from byoi.resolver import default_slot
+    from chatbots.publicapi import rate_limit_prepare
+
+    ready = rate_limit_prepare()
+    try:
+        embedder = default_slot("embeddings").instance()
+        if isinstance(embedder, LocalEmbeddings):  # an embeddings API has nothing to load here
+            embedder.embed(["warm up"])
+    except Exception:  # noqa: BLE001 - the first question reports it with its component's error
+        log.warning("The default embeddings could not be warmed up")
+        return False
+    return ready
 
 
 def main() -> int:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,8 @@ from byoi import netguard
 from byoi.backends.base import BackendError, Embeddings
 from byoi.backends.http import json_body
 from byoi.backends.llm import OpenAIClientMixin
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64  # texts per request / per ONNX run
 
@@ -138,6 +142,7 @@ def _load():
     with _local_lock:
         if _local_session is None:
             import onnxruntime
+            started = time.monotonic()
             from tokenizers import Tokenizer
 
             model_path, tokenizer_path = local_model_files()
@@ -156,6 +161,9 @@ def _load():
             _local_session = onnxruntime.InferenceSession(str(model_path), options,
                                                           providers=["CPUExecutionProvider"])
             _local_tokenizer = tokenizer
+            # Once per process: who paid for the load shows in the log (a web worker warms it as it starts).
+            log.info("The in-process embedding model was loaded in %.2f s (process %d)", time.monotonic() - started,
+                     os.getpid())
     return _local_session, _local_tokenizer
 
 
