@@ -55,7 +55,8 @@ def test_it_round_trips_every_kind(full_chatbot, kind):
 
 
 def test_it_writes_booleans_as_true_and_false(full_chatbot):
-    services.component_save(full_chatbot, "graph", values={**COMPONENTS["graph"][0], "ssl": False}, secrets={})
+    services.component_save(full_chatbot, "graph", values={**COMPONENTS["graph"][0], "ssl": False},
+                           secrets=COMPONENTS["graph"][1])  # turning SSL off needs the password again
     assert components_to_env(full_chatbot)["CUSTOM_FALKORDB_SSL"] == "false"
 
 
