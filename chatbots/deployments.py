@@ -2,30 +2,44 @@
 runtime needs) into a standalone runtime — a supervised process on this machine, or Kubernetes.
 
 The environment is built here, from the chatbot's saved components, at deploy time only; it goes to the runtime's
-process environment (local) or to a Kubernetes Secret, never to a command line, a page or a log. A deployment
-remembers a keyed digest of it (`fingerprint`): when the chatbot's settings, secrets, keys or allowed websites
-change, the digest no longer matches and the deployment shows "out of date" until it is redeployed."""
+process environment (local) or to a Kubernetes Secret, never to a command line, a page or a log. A local
+deployment keeps it, encrypted, as its snapshot (DeploymentSnapshot): a runtime restarted after a crash or by the
+next `make run` runs what was deployed, not settings saved since (Kubernetes keeps it in the Secret and ConfigMap
+it applied). A deployment remembers a keyed digest of it (`fingerprint`): when the chatbot's settings, secrets,
+keys or allowed websites change, the digest no longer matches and the deployment shows "out of date" until it is
+redeployed. The quota seed (the account's messages this month and the plan's limit, so that a runtime enforces
+the quota before it first reaches the platform) goes to the runtime too, but not into the digest: it changes
+with every message and is not a setting."""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
+import json
+import logging
+import pickle
 import socket
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.signing import BadSignature
 from django.db import transaction
 from django.utils import timezone
+from django_cryptography.utils.crypto import InvalidToken
 
 from byoi.audit import audit_record
 from byoi.errors import BackendError
 from byoi.registry import KINDS
 from byoi.services import components_to_env
+from conversations.services import messages_this_month
 from wizchat.runtime.config import is_secret
 
 from . import apikeys, deploy_kubernetes
-from .models import Chatbot, Deployment
+from .models import Chatbot, Deployment, DeploymentSnapshot
+
+log = logging.getLogger("wizchat.deployments")
 
 
 class DeployRefused(Exception):
@@ -104,6 +118,18 @@ def deployment_env(chatbot: Chatbot) -> dict[str, str]:
     return env
 
 
+def quota_seed(chatbot: Chatbot) -> dict[str, str]:
+    """The account's monthly message count and the plan's limit as they stand now (WIZCHAT_QUOTA_*): a runtime
+    enforces them from its first question, before it has reached the platform, and its usage reports refine them.
+    Not part of the fingerprint (it is not a setting: it changes with every message)."""
+    account = chatbot.account
+    now = timezone.now()
+    return {"WIZCHAT_QUOTA_MONTH": now.strftime("%Y-%m"), "WIZCHAT_QUOTA_USED": str(messages_this_month(account)),
+            "WIZCHAT_QUOTA_LIMIT": str(account.plan.max_messages_per_month),
+            "WIZCHAT_QUOTA_PLAN": account.plan.name,
+            "WIZCHAT_QUOTA_AT": now.astimezone(datetime.UTC).isoformat()}
+
+
 def env_split(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(secret variables, plain variables): a Kubernetes Secret and ConfigMap."""
     secret = {k: v for k, v in env.items() if is_secret(k)}
@@ -138,6 +164,7 @@ def deployment_create(chatbot: Chatbot, target: str = Deployment.Target.LOCAL, *
     if target not in Deployment.Target.values:
         raise DeployRefused(f"Unknown target “{target[:30]}”: choose local or kubernetes.")
     env = deployment_env(chatbot)
+    runtime_env = {**env, **quota_seed(chatbot)}
     with transaction.atomic():
         deployment, created = Deployment.objects.select_for_update().get_or_create(
             chatbot=chatbot, defaults={"target": target})
@@ -157,11 +184,58 @@ def deployment_create(chatbot: Chatbot, target: str = Deployment.Target.LOCAL, *
             deployment.port = deployment.port or _free_port()
             deployment.url = f"http://{settings.DEPLOY_LOCAL_HOST}:{deployment.port}"
         deployment.save()
+        if target == Deployment.Target.LOCAL:
+            # What every runtime of this generation starts with; the next deploy replaces it.
+            _snapshot_save(deployment, runtime_env)
+        else:
+            _snapshot_delete(deployment)
     audit_record("deployment.deploy", chatbot=chatbot, actor=actor, target=target,
                  generation=deployment.generation, components=deployment.carries)
     if target == Deployment.Target.KUBERNETES:
-        _kubernetes_apply(deployment, env)
+        _kubernetes_apply(deployment, runtime_env)
     return deployment
+
+
+def _snapshot_save(deployment: Deployment, env: dict[str, str]) -> None:
+    """Replace the deployment's snapshot without reading the old one (no key may open it any more)."""
+    values = {"generation": deployment.generation, "environment": json.dumps(env)}
+    if not DeploymentSnapshot.objects.filter(deployment=deployment).update(updated=timezone.now(), **values):
+        DeploymentSnapshot.objects.create(deployment=deployment, **values)
+
+
+def _snapshot_delete(deployment: Deployment) -> None:
+    DeploymentSnapshot.objects.filter(deployment=deployment).defer("environment").delete()
+
+
+def deployment_runtime_env(deployment: Deployment) -> tuple[int, dict[str, str]]:
+    """(generation, environment): what the deployment's latest deploy was made with (secrets included; for the
+    runtime only), from its snapshot — the generation is the snapshot's, which may be newer than `deployment` if
+    a deploy landed since it was read. Raises DeployRefused — never falls back to the chatbot's current
+    settings — when the snapshot cannot be decrypted (its key is gone) or is older than the deployment.
+
+    A deployment made before snapshots existed has none: its current environment is used only when its
+    fingerprint proves it is the one deployed, and is saved as the snapshot then."""
+    snapshot = DeploymentSnapshot.objects.filter(deployment=deployment).defer("environment").first()
+    if snapshot is None:
+        env = deployment_env(deployment.chatbot)
+        if env_fingerprint(env) != deployment.fingerprint:
+            raise DeployRefused("The chatbot's settings changed since this deployment was made and the environment "
+                                "it was deployed with was not kept: redeploy the chatbot.")
+        env.update(quota_seed(deployment.chatbot))
+        _snapshot_save(deployment, env)
+        return deployment.generation, env
+    if snapshot.generation < deployment.generation:
+        raise DeployRefused("The environment kept for this deployment belongs to an earlier deploy: redeploy the "
+                            "chatbot.")
+    try:
+        env = json.loads(snapshot.environment)  # decrypted here, on first access
+    except (InvalidToken, BadSignature, pickle.UnpicklingError, ValueError, TypeError):
+        log.error("The saved environment of chatbot %s's deployment cannot be decrypted", deployment.chatbot_id)
+        raise DeployRefused("The environment this deployment was made with cannot be decrypted (its encryption "
+                            "key is gone): redeploy the chatbot.") from None
+    if not isinstance(env, dict):
+        raise DeployRefused("The environment kept for this deployment is unreadable: redeploy the chatbot.")
+    return snapshot.generation, env
 
 
 def kubernetes_manifests(chatbot: Chatbot, env: dict[str, str]) -> list[dict]:
@@ -221,6 +295,7 @@ def deployment_stop(chatbot: Chatbot, *, actor=None) -> Deployment | None:
         except (deploy_kubernetes.KubernetesUnavailable, deploy_kubernetes.KubernetesFailed):
             pass  # nothing was ever applied, or the cluster is gone: the record still says stopped
     deployment_mark(deployment, Deployment.Status.STOPPED, "Stopped by its owner.")
+    _snapshot_delete(deployment)  # nothing restarts it: keep no secrets
     audit_record("deployment.stop", chatbot=chatbot, actor=actor, target=deployment.target)
     return deployment
 

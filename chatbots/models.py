@@ -188,6 +188,29 @@ class Deployment(models.Model):
         return f"<Deployment {self.chatbot_id} {self.target} {self.status}>"
 
 
+class DeploymentSnapshot(models.Model):
+    """The environment a local deployment's runtime was built with, saved at deploy time so that a runtime
+    restarted later (after a crash, or by the next `make run`) runs what was deployed rather than the chatbot's
+    current settings (chatbots.deployments.deployment_runtime_env). Secrets included, so the whole value is
+    encrypted with the BYOI key ring (rotate_byoi_key re-encrypts it); never shown in the admin, a page or a log.
+    A Kubernetes deployment keeps its environment in its Secret and ConfigMap instead.
+
+    A table of its own rather than a column of Deployment: a value that no key opens any more must fail only the
+    restart that needs it, not every page that lists the deployment."""
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, primary_key=True,
+                                      related_name="snapshot")
+    generation = models.PositiveIntegerField(help_text="The deploy this environment belongs to")
+    environment = encrypt(models.TextField(help_text="The variables as JSON"))
+    updated = models.DateTimeField(auto_now=True)
+
+    def __repr__(self) -> str:  # never the environment
+        return f"<DeploymentSnapshot {self.deployment_id} generation={self.generation}>"
+
+    def __str__(self) -> str:
+        return f"Environment of deployment {self.deployment_id} (generation {self.generation})"
+
+
 class RuntimeUsageCursor(models.Model):
     """How far the platform has counted one runtime's usage reports (chatbots.runtime_usage): a runtime numbers
     its report batches 1, 2, 3 … under an instance id of its state folder and resends a batch until it is

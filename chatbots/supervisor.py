@@ -12,7 +12,12 @@ once ("Waiting for Vector Store: refused …"), stays starting while the previou
 as soon as they answer (or fails after READY_TIMEOUT, until someone deploys again). /readyz is asked from a thread
 of its own: a silent component makes it take the component's timeouts, which must not hold up the other
 deployments. The runtime's secrets reach it only through its process environment: never its command line, never a
-file."""
+file.
+
+Every runtime starts with the environment its deployment was deployed with (its encrypted snapshot,
+deployments.deployment_runtime_env), never the chatbot's current settings: a runtime restarted after a crash, or
+by the next `make run`, runs what was deployed, and settings saved since wait for a redeploy (the page says "out
+of date" meanwhile). A snapshot that cannot be decrypted fails the deployment ("redeploy"), once."""
 
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from django.db import close_old_connections, connections
 from byoi.registry import label
 from wizchat import embedded
 
-from .deployments import DeployRefused, deployment_env, deployment_mark
+from .deployments import DeployRefused, deployment_mark, deployment_runtime_env
 from .models import Deployment
 
 log = logging.getLogger("wizchat.deployments")
@@ -182,8 +187,11 @@ class Supervisor:
     # --- processes ---------------------------------------------------------------------------------------------
 
     def _spawn(self, deployment: Deployment) -> Runtime:
+        """Start a runtime of the deployment's latest deploy; DeployRefused when its environment is unreadable."""
+        generation, deployed = deployment_runtime_env(deployment)
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-        env.update(deployment_env(deployment.chatbot))
+        env.update(deployed)
+        deployed.clear()
         port = embedded.free_port()
         folder = self.state_dir / str(deployment.chatbot_id)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -195,7 +203,18 @@ class Supervisor:
                                        stderr=subprocess.STDOUT, start_new_session=True, cwd=str(BASE))
         # The environment was the only copy of the secrets outside the platform database: drop ours.
         env.clear()
-        return Runtime(deployment.generation, port, process, log_path=log_path)
+        return Runtime(generation, port, process, log_path=log_path)
+
+    def _start(self, entry: Entry, deployment: Deployment) -> bool:
+        """Spawn the pending runtime; on a refusal (its environment cannot be read) fail this generation once."""
+        try:
+            entry.pending = self._spawn(deployment)
+        except DeployRefused as refused:
+            entry.failed_generation = deployment.generation
+            serving = " The previous runtime keeps serving." if entry.current else ""
+            deployment_mark(deployment, Deployment.Status.FAILED, f"{refused}{serving}")
+            return False
+        return True
 
     def _retire(self, runtime: Runtime | None) -> None:
         """Stop a runtime gracefully in the background (it finishes what it is serving)."""
@@ -248,14 +267,13 @@ class Supervisor:
                         current.process.returncode)
             entry.current, entry.backend = None, None
             entry.restarts += 1
-            entry.pending = self._spawn(deployment)
-            deployment_mark(deployment, Deployment.Status.STARTING, "Starting again: the runtime had exited.")
+            if self._start(entry, deployment):
+                deployment_mark(deployment, Deployment.Status.STARTING, "Starting again: the runtime had exited.")
             return
         if pending is None:
             behind = current is None or current.generation != deployment.generation
             if behind and entry.failed_generation != deployment.generation:
-                entry.pending = self._spawn(deployment)
-                if deployment.status != Deployment.Status.STARTING:
+                if self._start(entry, deployment) and deployment.status != Deployment.Status.STARTING:
                     deployment_mark(deployment, Deployment.Status.STARTING)
             elif not behind and deployment.status != Deployment.Status.RUNNING:
                 deployment_mark(deployment, Deployment.Status.RUNNING)

@@ -10,7 +10,9 @@ others in a ConfigMap. Nothing here reads the platform database."""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -26,7 +28,7 @@ class Variable:
     name: str
     help: str
     secret: bool = False
-    kind: str = "str"  # str | uuid | int | url | pg_url | redis_url | networks | list | float
+    kind: str = "str"  # str | uuid | int | url | pg_url | redis_url | networks | list | float | month | time
     required: bool = False
     # The component kind whose *default* this variable reaches: required only when that kind is not custom.
     default_of: tuple = ()
@@ -55,8 +57,16 @@ RUNTIME_VARIABLES = [
     Variable("WIZCHAT_PLATFORM_TOKEN", "Shared with the platform: lets it see component locations in /readyz, "
              "authenticates the runtime's usage reports.", secret=True),
     Variable("WIZCHAT_PLATFORM_URL", "Where the runtime reports the messages it answers, for the plan's monthly "
-             "quota (empty: counted locally, never reported nor enforced).", kind="url"),
+             "quota (empty: counted locally and never reported; only the quota seed below is enforced).", kind="url"),
     Variable("WIZCHAT_USAGE_REPORT_SECONDS", "How often usage is reported (default 5).", kind="float"),
+    # The quota seed: the account's count and the plan's limit when the chatbot was deployed, so that the runtime
+    # enforces the quota from its first question even before it reaches the platform; its reports refine it.
+    Variable("WIZCHAT_QUOTA_MONTH", "The month of WIZCHAT_QUOTA_USED (YYYY-MM).", kind="month"),
+    Variable("WIZCHAT_QUOTA_USED", "The account's messages that month when the chatbot was deployed.", kind="int"),
+    Variable("WIZCHAT_QUOTA_LIMIT", "The plan's messages a month when the chatbot was deployed.", kind="int"),
+    Variable("WIZCHAT_QUOTA_PLAN", "The plan's name (for the quota message)."),
+    Variable("WIZCHAT_QUOTA_AT", "When those were read (ISO 8601, UTC): the runtime keeps whichever it knows of "
+             "later, this or the platform's last answer.", kind="time"),
     Variable("WIZCHAT_OUTBOX_KEY", "Encrypts messages waiting for the conversations database.", secret=True),
     Variable("WIZCHAT_CONNECT_TIMEOUT", "Connect timeout to every component, seconds (default 5).", kind="float"),
     Variable("WIZCHAT_OPERATION_TIMEOUT", "Operation timeout, seconds (default 30).", kind="float"),
@@ -144,6 +154,18 @@ def _typed(variable: Variable, raw: str):
         if not (0 <= value if variable.zero else 0 < value) or value > 3600:
             raise ValueError("must be between 0 and 3600 seconds")
         return value
+    if variable.kind == "month":
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+            raise ValueError("must be a month like 2026-03")
+        return text
+    if variable.kind == "time":
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 time like 2026-03-01T12:00:00+00:00") from None
+        if moment.tzinfo is None:
+            raise ValueError("must name its time zone, like 2026-03-01T12:00:00+00:00")
+        return moment.timestamp()
     if variable.kind == "list":
         return [item.strip() for item in text.split(",") if item.strip()]
     if variable.kind == "networks":

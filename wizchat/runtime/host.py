@@ -48,6 +48,10 @@ class RuntimeHost(ChatHost):
         self.usage = RuntimeUsage(folder, config.chatbot_id, config.values.get("WIZCHAT_PLATFORM_URL", ""),
                                   config.values.get("WIZCHAT_PLATFORM_TOKEN", ""),
                                   config.values.get("WIZCHAT_USAGE_REPORT_SECONDS", 5.0))
+        seed = [config.values.get(f"WIZCHAT_QUOTA_{name}") for name in ("MONTH", "USED", "LIMIT", "AT")]
+        if None not in seed:
+            month, used, limit, at = seed
+            self.usage.seed(month, used, limit, config.values.get("WIZCHAT_QUOTA_PLAN", ""), at)
         self._failures: dict[tuple, float] = {}
 
     def _deliver(self, message) -> None:

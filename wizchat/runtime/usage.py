@@ -7,7 +7,11 @@ month, kept in the same file. A question is refused with the platform's own "quo
 heard plus what this runtime has not had counted yet reaches the limit — never a network call on the way.
 
 Fails open, bounded: while the platform cannot be reached the runtime goes on answering and counting, and stops at
-the last limit heard; the counts go once it is back (after a restart too: they are in the file). Exactly once:
+the last limit heard; the counts go once it is back (after a restart too: they are in the file). A runtime that
+has never reached the platform knows the count and the limit from its deployment's quota seed (WIZCHAT_QUOTA_*,
+read when the chatbot was deployed): the file keeps whichever it heard later, the seed or the platform's last
+answer (`as_of`), so a restart with a deploy's old seed does not forget what was heard since, and a seed is
+never added to a count (it replaces the count it is newer than; the questions not reported yet add to either). Exactly once:
 counts are sealed into numbered batches (`seq`, under an `instance` id of the state folder) that are resent
 unchanged until answered; the platform counts a batch number once (chatbots.runtime_usage). Two runtimes sharing
 the folder (a redeploy's old and new one, side by side for a while) share the file, its numbering and its counts.
@@ -81,7 +85,7 @@ class RuntimeUsage:
             self.instance = db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
         if not self.url:
             log.warning("WIZCHAT_PLATFORM_URL is not set: messages are counted here but never reported, and the "
-                        "plan's monthly quota is not enforced.")
+                        "plan's monthly quota is enforced only as far as the deployment's quota seed goes.")
 
     # --- storage -----------------------------------------------------------------------------------------------
 
@@ -121,9 +125,23 @@ class RuntimeUsage:
 
     # --- the request path ----------------------------------------------------------------------------------------
 
+    def seed(self, month: str, used: int, limit: int, plan: str, at: float) -> bool:
+        """Take the deployment's quota seed — the account's count for `month` and the plan's limit as they stood
+        at `at` (seconds since the epoch) — unless the file knows of something later. True when taken."""
+        with self._transaction() as db:
+            as_of = self._meta(db, "as_of")
+            if as_of is not None and float(as_of) >= at:
+                return False
+            db.execute("INSERT INTO known (month, used) VALUES (?, ?) ON CONFLICT (month) DO UPDATE SET used = "
+                       "excluded.used", (month, used))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('limit', ?)", (str(limit),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (plan[:100],))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('as_of', ?)", (repr(float(at)),))
+        return True
+
     def use(self) -> None:
         """Count one question; PlanLimitReached (the platform's message) when the month's allowance is used up.
-        Before the platform has ever answered (a new state folder), nothing is refused."""
+        With neither a seed nor an answer from the platform yet (a new state folder), nothing is refused."""
         month = month_now()
         with self._transaction() as db:
             limit = self._meta(db, "limit")
@@ -170,6 +188,9 @@ class RuntimeUsage:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('limit', ?)", (str(answer["limit"]),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (str(answer.get("plan") or "")[:100],))
         db.execute("DELETE FROM known WHERE month < ?", (month_now()[:4] + "-00",))  # older years: not needed
+        # When this was heard, by this machine's clock (a seed's time is the platform's: the two agree to the
+        # second or so, and a seed is minutes or more older than what a runtime hears after it starts).
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('as_of', ?)", (repr(time.time()),))
 
     def report(self, timeout: float = REPORT_TIMEOUT) -> bool:
         """One round: seal what was counted into a batch, send the batches oldest first (each until answered),
