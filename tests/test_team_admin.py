@@ -69,7 +69,7 @@ def save_inline(client, account, rows, new=()):
 
 def staff_events():
     return [(e.action, e.actor_email, e.target_email, e.previous_role, e.role, e.by_staff)
-            for e in TeamEvent.objects.order_by("id")]
+            for e in TeamEvent.objects.exclude(action="created").order_by("id")]  # after each team's start
 
 
 # --- the membership admin -----------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ PASSWORD = "a long enough passphrase"
 
 
 def events(user) -> list[TeamEvent]:
-    return list(TeamEvent.objects.filter(account=user.membership.account).order_by("id"))
+    """The team's events after the one that started it (test_starting_a_team_writes_one_event)."""
+    return list(TeamEvent.objects.filter(account=user.membership.account).exclude(action="created").order_by("id"))
 
 
 def fields(event: TeamEvent) -> tuple:
@@ -100,7 +101,7 @@ def test_a_removal_writes_one_event(owner, teammate):
 
 def test_leaving_writes_one_event(owner, team_admin):
     logged_in(team_admin).post(f"/account/team/members/{team_admin.membership.public_id}/remove/")
-    [event] = TeamEvent.objects.all()
+    [event] = TeamEvent.objects.exclude(action="created")
     assert fields(event) == ("removed", "admin@example.com", "admin@example.com", "admin", "", False)
     assert "left the team (was an admin)" in team_page(owner)
 
@@ -127,7 +128,7 @@ def test_no_event_holds_an_invite_token_or_its_hash(owner):
     logged_in(owner).post(f"/account/team/invites/{Invite.objects.get(used__isnull=True).id}/revoke/")
     secrets = [p.split("/")[2] for p in paths] + list(Invite.objects.values_list("token_hash", flat=True))
     rows = [str(row) for row in TeamEvent.objects.values_list()]
-    assert len(rows) == 4
+    assert len(rows) == 5  # the team's start, 2 links created, 1 used, 1 revoked
     assert not [s for s in secrets for row in rows if s in row]
     page = team_page(owner)
     assert not [s for s in secrets if s in page]
@@ -146,7 +147,8 @@ def test_another_team_never_sees_the_events(owner, outsider, teammate):
     logged_in(owner).post(f"/account/team/members/{teammate.membership.public_id}/role/", {"role": "admin"})
     page = team_page(outsider)
     assert "mate@example.com" not in page and "created invite link" not in page
-    assert team.events_page(outsider.membership.account) == ([], False)
+    entries, more = team.events_page(outsider.membership.account)
+    assert [entry.text for entry in entries] == ["started the team, as its owner"] and not more  # its own only
 
 
 def test_the_activity_pages_newest_first(owner, monkeypatch):
@@ -169,7 +171,7 @@ def staff_client(db):
 
 def test_staff_read_the_events_in_the_admin_and_cannot_change_them(staff_client, owner):
     create_link(owner)
-    event = TeamEvent.objects.get()
+    event = TeamEvent.objects.get(action="invite_created")
     assert "owner@example.com" in staff_client.get("/admin/wizchat/teamevent/").content.decode()
     page = staff_client.get(f"/admin/wizchat/teamevent/{event.pk}/change/")
     assert page.status_code == 200 and 'name="actor_email"' not in page.content.decode()
@@ -178,3 +180,13 @@ def test_staff_read_the_events_in_the_admin_and_cannot_change_them(staff_client,
     staff_client.post(f"/admin/wizchat/teamevent/{event.pk}/change/", {"actor_email": "someone@example.com"})
     event.refresh_from_db()
     assert event.actor_email == "owner@example.com"
+
+
+def test_starting_a_team_writes_one_event(owner, client):
+    [started] = TeamEvent.objects.filter(account=owner.membership.account)
+    assert fields(started) == ("created", "owner@example.com", "owner@example.com", "", "owner", False)
+    assert "started the team, as its owner" in team_page(owner)
+    owner.membership.delete()  # removed from their team: they start another one
+    team.team_start(owner, "Second team")
+    [again] = TeamEvent.objects.filter(account__name="Second team")
+    assert fields(again) == ("created", "owner@example.com", "owner@example.com", "", "owner", False)

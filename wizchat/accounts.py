@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 
-from .models import Account, Membership, Plan, Role
+from .models import Account, Membership, Plan, Role, TeamEvent
 
 
 class NoTeam(Http404):
@@ -24,6 +24,16 @@ def account_signup(*, email: str, password: str, team_name: str, plan_slug: str 
     """Create a user, their team account on `plan_slug`, and the owner membership."""
     User = get_user_model()
     user = User.objects.create_user(username=email.lower(), email=email.lower(), password=password)
-    account = Account.objects.create(name=team_name or email.split("@")[0], plan=Plan.objects.get(slug=plan_slug))
-    Membership.objects.create(user=user, account=account, role=Role.OWNER)
+    team_create(user, team_name, plan_slug)
     return user
+
+
+def team_create(user, name: str, plan_slug: str) -> Membership:
+    """A new team with `user` as its owner, its audit trail starting with that (call inside a transaction)."""
+    email = user.email or user.username
+    account = Account.objects.create(name=(name or "").strip()[:100] or email.split("@")[0],
+                                     plan=Plan.objects.get(slug=plan_slug))
+    membership = Membership.objects.create(user=user, account=account, role=Role.OWNER)
+    TeamEvent.objects.create(account=account, action=TeamEvent.Action.CREATED, actor=user, actor_email=email,
+                             target_email=email, role=Role.OWNER)
+    return membership

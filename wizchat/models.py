@@ -91,7 +91,7 @@ class Invite(models.Model):
 
 
 class TeamEvent(models.Model):
-    """A change to a team, for its audit trail: who invited whom, changed whose role, removed whom, who joined by
+    """A change to a team, for its audit trail: who started it, who invited whom, changed whose role, removed whom, who joined by
     which invite, who revoked an invite (wizchat.team writes one per change, in the change's transaction). People
     are named by the e-mail they had then; an invite by its row, never its token or the token's hash. Shown to the
     team's owners and admins on the Team page and to staff, read-only, in the admin."""
@@ -103,6 +103,7 @@ class TeamEvent(models.Model):
         ROLE_CHANGED = "role_changed", "Role changed"
         REMOVED = "removed", "Removed from the team"
         ADDED = "added", "Added to the team (staff)"
+        CREATED = "created", "Started the team"
 
     account = models.ForeignKey(Account, null=True, on_delete=models.SET_NULL, related_name="team_events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -25,7 +25,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from .models import Account, Invite, Membership, Plan, Role, TeamEvent
+from .accounts import team_create
+from .models import Account, Invite, Membership, Role, TeamEvent
 from .roles import RoleRequired
 
 INVITE_DAYS = 7
@@ -164,6 +165,8 @@ def event_text(event: TeamEvent) -> str:
         if target == event.actor_email and not event.by_staff:
             return f"left the team (was {_a(event.previous_role)})"
         return f"removed {target} ({_a(event.previous_role)}) from the team"
+    if action == TeamEvent.Action.CREATED:
+        return "started the team, as its owner"
     if action == TeamEvent.Action.ADDED:
         return f"added {target} to the team as {_a(event.role)}"
     return event.get_action_display()
@@ -340,10 +343,8 @@ def team_start(user, name: str, plan_slug: str = "free") -> Membership:
     """A user without a team (removed from theirs) starts a new one, as its owner, on the Free plan."""
     if Membership.objects.filter(user=user).exists():
         raise TeamRefused("You are already in a team.")
-    account = Account.objects.create(name=(name or "").strip()[:100] or (user.email or user.username).split("@")[0],
-                                     plan=Plan.objects.get(slug=plan_slug))
     try:
         with transaction.atomic():
-            return Membership.objects.create(user=user, account=account, role=Role.OWNER)
+            return team_create(user, name, plan_slug)
     except IntegrityError:
         raise TeamRefused("You are already in a team.") from None
