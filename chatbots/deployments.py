@@ -34,6 +34,7 @@ from byoi.errors import BackendError
 from byoi.registry import KINDS
 from byoi.services import components_to_env
 from conversations.services import messages_this_month
+from wizchat.plans import PlanLimitReached, plan_require_byoi
 from wizchat.runtime.config import is_secret
 
 from . import apikeys, deploy_kubernetes
@@ -235,6 +236,11 @@ def deployment_runtime_env(deployment: Deployment) -> tuple[int, dict[str, str]]
                             "key is gone): redeploy the chatbot.") from None
     if not isinstance(env, dict):
         raise DeployRefused("The environment kept for this deployment is unreadable: redeploy the chatbot.")
+    if any(name.startswith("CUSTOM_") for name in env):
+        try:  # the plan lost BYOI since the deploy: its own components are not started again (nor the defaults)
+            plan_require_byoi(deployment.chatbot.account)
+        except PlanLimitReached as refused:
+            raise DeployRefused(f"{refused} This deployment uses your own components, so it is not restarted.") from None
     return snapshot.generation, env
 
 

@@ -176,6 +176,25 @@ def test_a_snapshot_no_key_opens_fails_the_deployment_and_asks_for_a_redeploy(de
         sup.shutdown()
 
 
+def test_a_deployment_of_own_components_is_not_restarted_once_the_plan_lost_byoi(deployed, tmp_path):
+    from wizchat.models import Plan
+
+    chatbot = deployed["chatbot"]
+    account = chatbot.account
+    account.plan = Plan.objects.get(slug="free")
+    account.save()
+    sup = Supervisor(state_dir=tmp_path / "deployments", poll=0.2)
+    try:
+        sup.step()
+        sup.step()
+        deployment = Deployment.objects.get(chatbot=chatbot)
+        assert deployment.status == "failed" and "BYOI is not included in the Free plan" in deployment.reason
+        assert "not restarted" in deployment.reason
+        assert not [e for e in sup.entries.values() if e.pending or e.current]  # neither its own nor the defaults
+    finally:
+        sup.shutdown()
+
+
 def test_an_unreadable_snapshot_does_not_stand_in_the_way_of_a_stop_or_a_delete(deployed, settings):
     from chatbots.deployments import deployment_stop
     from chatbots.services import chatbot_delete
