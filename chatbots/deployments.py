@@ -30,17 +30,19 @@ from django.utils import timezone
 from django_cryptography.utils.crypto import InvalidToken
 
 from byoi.audit import audit_record
-from byoi.errors import BackendError
-from byoi.registry import KINDS
+from byoi.errors import HINTS, BackendError
+from byoi.registry import KINDS, label
 from byoi.services import components_to_env
 from conversations.services import messages_this_month
 from wizchat.plans import PlanLimitReached, plan_require_byoi
 from wizchat.runtime.config import is_secret
 
 from . import apikeys, deploy_kubernetes
-from .models import Chatbot, Deployment, DeploymentSnapshot
+from .models import Chatbot, Deployment, DeploymentSnapshot, RuntimeReadiness
 
 log = logging.getLogger("wizchat.deployments")
+PREVIOUS_SERVES = " The previous runtime keeps serving."
+READINESS_MAX_AGE = datetime.timedelta(seconds=60)  # a runtime's readiness report older than this is not believed
 
 
 class DeployRefused(Exception):
@@ -185,6 +187,7 @@ def deployment_create(chatbot: Chatbot, target: str = Deployment.Target.LOCAL, *
             deployment.port = deployment.port or _free_port()
             deployment.url = f"http://{settings.DEPLOY_LOCAL_HOST}:{deployment.port}"
         deployment.save()
+        runtime_env["WIZCHAT_DEPLOY_GENERATION"] = str(deployment.generation)  # it reports its readiness with it
         if target == Deployment.Target.LOCAL:
             # What every runtime of this generation starts with; the next deploy replaces it.
             _snapshot_save(deployment, runtime_env)
@@ -222,7 +225,7 @@ def deployment_runtime_env(deployment: Deployment) -> tuple[int, dict[str, str]]
         if env_fingerprint(env) != deployment.fingerprint:
             raise DeployRefused("The chatbot's settings changed since this deployment was made and the environment "
                                 "it was deployed with was not kept: redeploy the chatbot.")
-        env.update(quota_seed(deployment.chatbot))
+        env.update(quota_seed(deployment.chatbot), WIZCHAT_DEPLOY_GENERATION=str(deployment.generation))
         _snapshot_save(deployment, env)
         return deployment.generation, env
     if snapshot.generation < deployment.generation:
@@ -251,9 +254,32 @@ def kubernetes_manifests(chatbot: Chatbot, env: dict[str, str]) -> list[dict]:
         image=settings.DEPLOY_KUBERNETES_IMAGE, namespace=settings.DEPLOY_KUBERNETES_NAMESPACE)
 
 
+def components_failing(body: dict) -> str:
+    """Each failing component of a readiness body (/readyz, or a runtime's report) with its code and hint:
+    "FalkorDB: timeout — hint; …". The local supervisor and a Kubernetes deployment's page say it the same way."""
+    return "; ".join(f"{label(kind)}: {entry.get('code')}" + (f" — {entry['hint']}" if entry.get("hint") else "")
+                     for kind, entry in body.get("components", {}).items() if not entry.get("ok"))
+
+
+def reported_waiting(deployment: Deployment) -> str:
+    """"Waiting for FalkorDB: timeout — hint" when a runtime of the deployment's current generation reported in
+    the last minute that it is not ready (the latest such report); "" when none did. The hint is the platform's
+    own for the code: a report carries no text to show."""
+    report = (RuntimeReadiness.objects.filter(deployment=deployment, generation=deployment.generation, ready=False,
+                                              reported__gte=timezone.now() - READINESS_MAX_AGE)
+              .order_by("-reported").first())
+    if report is None:
+        return ""
+    failing = components_failing({"components": {
+        kind: {**entry, "hint": HINTS.get(entry.get("code"))} for kind, entry in report.components.items()}})
+    return f"Waiting for {failing}" if failing else ""
+
+
 def deployment_refresh(deployment: Deployment) -> Deployment:
     """Read a Kubernetes deployment's state back from the cluster (a local one is kept current by the
-    supervisor)."""
+    supervisor). While the rollout is not complete, a new pod's own report of a failing component (its code and
+    hint, chatbots.runtime_readiness) says more than the cluster's conditions, and is shown instead; the
+    conditions stay when no pod has reported one."""
     if deployment.target != Deployment.Target.KUBERNETES or deployment.status == Deployment.Status.STOPPED:
         return deployment
     try:
@@ -265,6 +291,13 @@ def deployment_refresh(deployment: Deployment) -> Deployment:
               "absent": Deployment.Status.FAILED}.get(state.get("state"), Deployment.Status.STARTING)
     reason = state.get("reason") or ("Its objects are gone from the cluster." if state.get("state") == "absent"
                                      else "")
+    if state.get("state") in ("starting", "failed"):
+        waiting = reported_waiting(deployment)
+        if waiting and state["state"] == "failed":
+            reason = f"{reason} {waiting}"
+        elif waiting:
+            # The rollout keeps the old pods until a new one is Ready.
+            reason = waiting + (PREVIOUS_SERVES if state.get("ready") else "")
     deployment_mark(deployment, status, reason)
     return deployment
 

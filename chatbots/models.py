@@ -227,3 +227,23 @@ class RuntimeUsageCursor(models.Model):
 
     def __repr__(self) -> str:
         return f"<RuntimeUsageCursor {self.chatbot_id} {self.instance} seq={self.seq}>"
+
+
+class RuntimeReadiness(models.Model):
+    """The last readiness summary one runtime instance of a deployment reported (chatbots.runtime_readiness): per
+    component only ok and the taxonomy's code — never a host, a message or a secret — so that a Kubernetes
+    deployment, whose pods the platform cannot reach, names the component a new pod waits for. Only the
+    deployment's current generation is kept, and only instances heard from in the last minute."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="readiness")
+    instance = models.UUIDField(help_text="The runtime's state folder (one per pod), not its host name")
+    generation = models.PositiveIntegerField(help_text="The deploy the runtime was started by")
+    ready = models.BooleanField()
+    components = models.JSONField(default=dict, help_text="{kind: {ok, code}}: the taxonomy's codes only")
+    reported = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "instance"], name="one_readiness_per_runtime")]
+
+    def __repr__(self) -> str:
+        return f"<RuntimeReadiness {self.deployment_id} {self.instance} generation={self.generation}>"

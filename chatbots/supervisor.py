@@ -38,10 +38,15 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from byoi.registry import label
 from wizchat import embedded
 
-from .deployments import DeployRefused, deployment_mark, deployment_runtime_env
+from .deployments import (
+    PREVIOUS_SERVES,
+    DeployRefused,
+    components_failing,
+    deployment_mark,
+    deployment_runtime_env,
+)
 from .models import Deployment
 
 log = logging.getLogger("wizchat.deployments")
@@ -146,26 +151,20 @@ def _ready_timeout() -> float:
     return settings.BYOI_CONNECT_TIMEOUT + settings.BYOI_OPERATION_TIMEOUT + 2
 
 
-def _failing(body: dict) -> str:
-    """Each failing component of a /readyz body with its code and hint."""
-    return "; ".join(f"{label(kind)}: {entry.get('code')}" + (f" — {entry['hint']}" if entry.get("hint") else "")
-                     for kind, entry in body.get("components", {}).items() if not entry.get("ok"))
-
-
 def _ready(port: int, timeout: float = 2) -> tuple[bool, str]:
     """(ready, why) from the runtime's /readyz: why names each failing component with its code and hint — the
     ones it waits for, or, ready but degraded (the conversations database), the ones it serves without."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout) as response:  # noqa: S310
             try:
-                failing = _failing(json.loads(response.read() or b"{}"))
+                failing = components_failing(json.loads(response.read() or b"{}"))
             except ValueError:
                 failing = ""
             return True, (f"Started while {failing}. It answers, and keeps the exchanges until the conversations "
                           "database takes them." if failing else "")
     except urllib.error.HTTPError as error:
         try:
-            failing = _failing(json.loads(error.read() or b"{}"))
+            failing = components_failing(json.loads(error.read() or b"{}"))
         except ValueError:
             return False, f"Not ready ({error.code})."
         return False, f"Waiting for {failing}" if failing else f"Not ready ({error.code})."
@@ -211,7 +210,7 @@ class Supervisor:
             entry.pending = self._spawn(deployment)
         except DeployRefused as refused:
             entry.failed_generation = deployment.generation
-            serving = " The previous runtime keeps serving." if entry.current else ""
+            serving = PREVIOUS_SERVES if entry.current else ""
             deployment_mark(deployment, Deployment.Status.FAILED, f"{refused}{serving}")
             return False
         return True
@@ -280,7 +279,7 @@ class Supervisor:
             return
         if pending.process.poll() is not None:
             entry.pending, entry.failed_generation = None, pending.generation
-            serving = " The previous runtime keeps serving." if entry.current else ""
+            serving = PREVIOUS_SERVES if entry.current else ""
             deployment_mark(deployment, Deployment.Status.FAILED,
                             f"The runtime exited at start (status {pending.process.returncode}): "
                             f"{self._last_words(pending)}{serving}".strip())
@@ -292,7 +291,7 @@ class Supervisor:
             return
         ready, why = entry.check[1].result()
         entry.check = None
-        serving = " The previous runtime keeps serving." if entry.current else ""
+        serving = PREVIOUS_SERVES if entry.current else ""
         if ready:
             old, entry.current, entry.pending = entry.current, pending, None
             entry.backend = pending.port

@@ -6,4 +6,5 @@ from . import views_internal
 
 urlpatterns = [
     path("internal/runtimes/usage", views_internal.runtime_usage_report, name="runtime_usage"),
+    path("internal/runtimes/readiness", views_internal.runtime_readiness_report, name="runtime_readiness"),
 ]

@@ -85,6 +85,8 @@ PUBLIC_ROUTES = {
     "favicon.ico": "a redirect to the static icon",
     "invite_accept": "an invite link: its single-use token is the credential (test_team_invites)",
     "runtime_usage": "deployed runtimes' usage reports: the deployment's platform token (test_runtime_quota)",
+    "runtime_readiness": "deployed runtimes' readiness reports: the deployment's platform token "
+                         "(test_runtime_readiness)",
 }
 # What a member of a team may change (wizchat/roles.py); every other POST (and the GET of a form only owners and
 # admins may submit, MANAGER_PAGES) answers a member 403.
@@ -98,7 +100,8 @@ MEMBER_MAY = {
 MANAGER_PAGES = {"chatbots:create", "chatbots:edit", "chatbots:delete", "team_member_remove"}
 # Authenticated by a bearer key, an Origin check or a runtime's platform token, never by the session cookie: CSRF
 # does not apply.
-CSRF_EXEMPT = {"api_chat_completions", "api_models", "api_model", "widget_session", "runtime_usage"}
+CSRF_EXEMPT = {"api_chat_completions", "api_models", "api_model", "widget_session", "runtime_usage",
+               "runtime_readiness"}
 
 
 @pytest.fixture(autouse=True)

@@ -202,6 +202,8 @@ DEPLOY_PLATFORM_URL = env.str("DEPLOY_PLATFORM_URL",
                               default=f"http://{_web_host}:{env.str('WIZCHAT_PORT', default='8000')}")
 # Usage reports per minute per chatbot (a runtime sends one every WIZCHAT_USAGE_REPORT_SECONDS, 5 by default).
 RUNTIME_USAGE_RATE_LIMIT_PER_MINUTE = env.int("RUNTIME_USAGE_RATE_LIMIT_PER_MINUTE", default=120)
+# Readiness reports per minute per chatbot (each pod sends one every 5 s while it is not ready, every 20 s after).
+RUNTIME_READINESS_RATE_LIMIT_PER_MINUTE = env.int("RUNTIME_READINESS_RATE_LIMIT_PER_MINUTE", default=240)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

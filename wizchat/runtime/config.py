@@ -67,6 +67,8 @@ RUNTIME_VARIABLES = [
     Variable("WIZCHAT_QUOTA_PLAN", "The plan's name (for the quota message)."),
     Variable("WIZCHAT_QUOTA_AT", "When those were read (ISO 8601, UTC): the runtime keeps whichever it knows of "
              "later, this or the platform's last answer.", kind="time"),
+    Variable("WIZCHAT_DEPLOY_GENERATION", "The deploy that started this runtime (1, 2, …): its readiness reports "
+             "name it, and the platform believes only those of the deployment's latest deploy.", kind="int"),
     Variable("WIZCHAT_OUTBOX_KEY", "Encrypts messages waiting for the conversations database.", secret=True),
     Variable("WIZCHAT_CONNECT_TIMEOUT", "Connect timeout to every component, seconds (default 5).", kind="float"),
     Variable("WIZCHAT_OPERATION_TIMEOUT", "Operation timeout, seconds (default 30).", kind="float"),

@@ -36,14 +36,21 @@ def _worker_ready(worker) -> None:
     """In the worker (threads do not survive gunicorn's fork): build the chatbot's components, start the outbox's
     delivery thread, check the components in the background (the first /readyz — the supervisor's, before it
     switches to this runtime — finds the check under way instead of starting it: a silent component is named
-    a timeout after the start, not after the first question) and warm the in-process embedder, so the first
-    question does not pay for it."""
+    a timeout after the start, not after the first question), report the outcome to the platform as soon as it
+    is known (runtime.readiness_report: a Kubernetes pod cannot be asked) and warm the in-process embedder, so
+    the first question does not pay for it."""
     from .host import runtime_host
+    from .readiness_report import ReadinessReporter
     from .views import readiness
 
     host = runtime_host()
     stack = host.stack(host.chatbot)
     threading.Thread(target=readiness, name="wizchat-readyz-first", daemon=True).start()
+    values = host.config.values
+    if values.get("WIZCHAT_DEPLOY_GENERATION"):  # a runtime started by hand has no deploy to report for
+        ReadinessReporter(values.get("WIZCHAT_PLATFORM_URL", ""), values.get("WIZCHAT_PLATFORM_TOKEN", ""),
+                          host.chatbot.id, host.usage.instance, values["WIZCHAT_DEPLOY_GENERATION"], readiness,
+                          values.get("WIZCHAT_USAGE_REPORT_SECONDS", 5.0)).start()
     if stack.sources.get("embeddings") == "default":
         try:
             stack.embeddings.embed(["warm up"])

@@ -57,6 +57,21 @@ class ReportFailed(Exception):
         super().__init__(message)
 
 
+def platform_post(url: str, token: str, body: dict, timeout: float):
+    """POST `body` as JSON to the platform with the deployment's platform token; its JSON answer. ReportFailed
+    (permanent for a 400: the platform will never take it) when it refuses or cannot be reached."""
+    # S310: the URL is WIZCHAT_PLATFORM_URL, checked to be http(s) by runtime.config.
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={  # noqa: S310
+        "Content-Type": "application/json", "X-WizChat-Platform-Token": token})
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise ReportFailed(f"the platform answered {error.code}", permanent=error.code == 400) from None
+    except (OSError, ValueError) as error:
+        raise ReportFailed(f"the platform cannot be reached ({type(error).__name__})") from None
+
+
 class RuntimeUsage:
     def __init__(self, folder: Path, chatbot_id, platform_url: str = "", token: str = "", interval: float = 5.0):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -164,18 +179,8 @@ class RuntimeUsage:
     # --- reporting -----------------------------------------------------------------------------------------------
 
     def _post(self, seq: int | None, month: str, messages: int, timeout: float) -> dict:
-        body = json.dumps({"chatbot": self.chatbot_id, "instance": self.instance, "seq": seq, "month": month,
-                           "messages": messages}).encode()
-        # S310: the URL is WIZCHAT_PLATFORM_URL, checked to be http(s) by runtime.config.
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={  # noqa: S310
-            "Content-Type": "application/json", "X-WizChat-Platform-Token": self._token})
-        try:
-            with _opener.open(request, timeout=timeout) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            raise ReportFailed(f"the platform answered {error.code}", permanent=error.code == 400) from None
-        except (OSError, ValueError) as error:
-            raise ReportFailed(f"the platform cannot be reached ({type(error).__name__})") from None
+        answer = platform_post(self.url, self._token, {"chatbot": self.chatbot_id, "instance": self.instance,
+                                                       "seq": seq, "month": month, "messages": messages}, timeout)
         if not (isinstance(answer, dict) and isinstance(answer.get("used"), int)
                 and isinstance(answer.get("limit"), int) and answer.get("month") == month):
             raise ReportFailed("the platform's answer is not a usage answer")
