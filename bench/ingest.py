@@ -179,11 +179,12 @@ def bench_ingestion_e2e(quick: bool) -> dict:
 
 def store_only(account, per_file, settings, rounds: int) -> dict:
     """Both pipelines' own cost with the embedding taken out: the same vectors (computed once) handed to
-    WizChat's vector store + graph writes and to PGVector.add_embeddings, document by document."""
+    WizChat's vector store + graph writes (each in groups of up to UPSERT_MAX_CHUNKS, as the ingestion job writes
+    them) and to PGVector.add_embeddings, document by document."""
     import numpy as np
 
     from bench import peer
-    from byoi.backends.base import Chunk
+    from byoi.backends.base import Chunk, GraphChunk
     from byoi.backends.embeddings import LocalEmbeddings
     from byoi.resolver import default_settings, resolve
     from chatbots import extraction
@@ -212,10 +213,13 @@ def store_only(account, per_file, settings, rounds: int) -> dict:
                 for s in range(0, len(chunks), UPSERT_MAX_CHUNKS):
                     stack.vector_store.upsert(chatbot.id, chunks[s:s + UPSERT_MAX_CHUNKS])
                 mid = time.perf_counter()
+                found = []  # as the ingestion job writes the graph: a group of chunks per call
                 for i, p in enumerate(ps):
                     entities, relations = extraction.extract_rules(p)
                     if entities:
-                        stack.graph.upsert(chatbot.id, doc, f"{doc}:{i}", entities, relations)
+                        found.append(GraphChunk(f"{doc}:{i}", doc, entities, relations))
+                for s in range(0, len(found), UPSERT_MAX_CHUNKS):
+                    stack.graph.upsert_many(chatbot.id, found[s:s + UPSERT_MAX_CHUNKS])
                 vector_s += mid - start
                 graph_s += time.perf_counter() - mid
             return vector_s, graph_s

@@ -304,8 +304,8 @@ def report(results: dict, quick: bool) -> str:  # noqa: C901 - one table, sectio
                 + ("faster than the peer's multi-row INSERT through SQLAlchemy into a table without a vector index"
                    if faster else "slower than the peer's multi-row INSERT into a table without a vector index")
                 + f"; the difference is the knowledge graph, {st['graph_s']:.2f} s (rule-based entity extraction and "
-                "one FalkorDB upsert per chunk that names entities: chatbots/ingestion.py `_ingest`, its graph "
-                "loop), which PGVector does not build at all. End to end the embedder takes most of both sides' "
+                "one FalkorDB query per group of up to 256 chunks, an UNWIND of their entities, chunk nodes and "
+                "edges: byoi/backends/graph.py `upsert_many`), which PGVector does not build at all. End to end the embedder takes most of both sides' "
                 "time, so the graph's cost shows as the small gap in the table's ingestion ratio.")
     if memory:
         def groups(snap):

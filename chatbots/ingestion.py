@@ -33,7 +33,7 @@ from byoi.access import (
     resolve_stack,
 )
 from byoi.activity import component_success_record
-from byoi.backends.base import Chunk
+from byoi.backends.base import Chunk, GraphChunk
 from byoi.errors import BackendError, NotFound
 from wizchat.celery import send_on_commit
 from wizchat.plans import plan_check_document_limit
@@ -47,9 +47,10 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 2_000_000
 EMBED_BATCH = 32
-# Embedded chunks are written to the vector store together: up to UPSERT_MAX_CHUNKS at once, or whatever was
-# embedded in UPSERT_MAX_WAIT seconds (so the progress bar still moves with a slow embedder). Each write costs
-# round trips to the store, which may be the customer's database far away.
+# Embedded chunks are written to the vector store together, and then their entities to the graph: up to
+# UPSERT_MAX_CHUNKS at once, or whatever was embedded (extracted) in UPSERT_MAX_WAIT seconds (so the progress bar
+# still moves with a slow embedder or LLM). Each write costs round trips to the store, which may be the
+# customer's database far away.
 UPSERT_MAX_CHUNKS = 256
 UPSERT_MAX_WAIT = 1.0
 FILE_TYPES = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
@@ -320,8 +321,6 @@ def _ignore_missing(call) -> None:
 STALLED_MESSAGE = ("Ingestion stopped making progress (nothing was recorded for {minutes} minutes): the worker "
                    "running it probably stopped.")
 STALLED_HINT = "Retry: the job resumes after the last chunk it stored."
-# A running job records its progress at least this often (a stall is INGESTION_STALL_SECONDS without any).
-PROGRESS_EVERY = 5.0
 
 
 def _stalled(queryset) -> int:
@@ -467,7 +466,8 @@ def _ingest(document: Document, text: str) -> None:
         dimensions = embedder.dimensions
     provision_once(stack, "vector_store", chatbot.id, dimensions)
     meta = {"title": document.title}
-    writer = _ChunkWriter(stack, document)
+    writer = _GroupWriter(stack, "vector_store", lambda store, chunks: store.upsert(chatbot.id, chunks),
+                          document, "chunks_embedded")
     for start in range(document.chunks_embedded, len(pieces), EMBED_BATCH):
         batch = pieces[start:start + EMBED_BATCH]
         with component(stack, "embeddings") as embedder:
@@ -477,11 +477,14 @@ def _ingest(document: Document, text: str) -> None:
                                                          f"{dimensions} numbers long.")
         writer.add([Chunk(id=f"{doc_id}:{start + i}", document_id=doc_id, ordinal=start + i, text=piece,
                           embedding=vector, metadata=meta)
-                    for i, (piece, vector) in enumerate(zip(batch, vectors, strict=True))])
+                    for i, (piece, vector) in enumerate(zip(batch, vectors, strict=True))], start + len(batch))
     writer.flush()
     provision_once(stack, "graph", chatbot.id)
     use_llm = chatbot.entity_extraction == "llm"
-    recorded = time.monotonic()
+    # One graph query per group (bounded in size by the backend); a chunk in which nothing was found gets no
+    # node, as before, but counts as graphed.
+    writer = _GroupWriter(stack, "graph", lambda graph, chunks: graph.upsert_many(chatbot.id, chunks),
+                          document, "chunks_graphed")
     for ordinal in range(document.chunks_graphed, len(pieces)):
         piece = pieces[ordinal]
         if use_llm:
@@ -489,34 +492,39 @@ def _ingest(document: Document, text: str) -> None:
                 entities, relations = extraction.extract_llm(llm, piece)
         else:
             entities, relations = extraction.extract_rules(piece)
-        if entities:
-            with component(stack, "graph") as graph:
-                graph.upsert(chatbot.id, doc_id, f"{doc_id}:{ordinal}", entities, relations)
-        if ordinal % 8 == 7 or ordinal == len(pieces) - 1 or time.monotonic() - recorded >= PROGRESS_EVERY:
-            _progress(document, chunks_graphed=ordinal + 1)
-            recorded = time.monotonic()
+        found = [GraphChunk(chunk_id=f"{doc_id}:{ordinal}", document_id=doc_id, entities=entities,
+                            relations=relations)] if entities else []
+        writer.add(found, ordinal + 1)
+    writer.flush()
 
 
-class _ChunkWriter:
-    """Writes embedded chunks to the chatbot's vector store in groups (see UPSERT_MAX_CHUNKS) and records
-    `chunks_embedded` after each write, so a retry resumes after the last chunk really stored."""
+class _GroupWriter:
+    """Writes a job's chunks to one of the stack's stores in groups — up to UPSERT_MAX_CHUNKS chunks at once, or
+    whatever came in UPSERT_MAX_WAIT seconds — and records `counter` (the chunks done) after each write, so a
+    retry resumes after the last chunk really stored (the running job's progress, which the stall check reads)."""
 
-    def __init__(self, stack, document: Document):
-        self.stack, self.document = stack, document
-        self.pending: list[Chunk] = []
+    def __init__(self, stack, kind: str, write, document: Document, counter: str):
+        self.stack, self.kind, self.write = stack, kind, write
+        self.document, self.counter = document, counter
+        self.pending: list = []
+        self.done = self.recorded = getattr(document, counter)
         self.since = time.monotonic()
 
-    def add(self, chunks: list[Chunk]) -> None:
-        self.pending.extend(chunks)
-        if len(self.pending) >= UPSERT_MAX_CHUNKS or time.monotonic() - self.since >= UPSERT_MAX_WAIT:
+    def add(self, items: list, done: int) -> None:
+        """`items` to write for the chunks before ordinal `done` (a chunk may have none)."""
+        self.pending.extend(items)
+        self.done = done
+        if self.done - self.recorded >= UPSERT_MAX_CHUNKS or time.monotonic() - self.since >= UPSERT_MAX_WAIT:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            with component(self.stack, "vector_store") as store:
-                store.upsert(self.document.chatbot_id, self.pending)
-            _progress(self.document, chunks_embedded=self.pending[-1].ordinal + 1)
+            with component(self.stack, self.kind) as backend:
+                self.write(backend, self.pending)
             self.pending = []
+        if self.done > self.recorded:
+            _progress(self.document, **{self.counter: self.done})
+            self.recorded = self.done
         self.since = time.monotonic()
 
 

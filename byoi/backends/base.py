@@ -159,6 +159,13 @@ class Graph(Backend):
                relations: list[Relation]) -> None:
         raise NotImplementedError
 
+    def upsert_many(self, chatbot_id: uuid.UUID, chunks: list[GraphChunk]) -> None:
+        """Write a group of chunks' entities and relations, with what `upsert` would give chunk by chunk in
+        order (idempotent: writing them again adds nothing). A backend that can should do it in few round trips,
+        each of bounded size."""
+        for chunk in chunks:
+            self.upsert(chatbot_id, chunk.document_id, chunk.chunk_id, chunk.entities, chunk.relations)
+
     def delete_document(self, chatbot_id: uuid.UUID, document_id: str) -> None:
         raise NotImplementedError
 

@@ -225,17 +225,77 @@ def version_text(version: int) -> str:
     return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
 
 
-_UPSERT = """
-MERGE (c:Chunk {id: $chunk_id}) SET c.document_id = $document_id
-WITH c
-FOREACH (e IN $entities |
-  MERGE (n:Entity {key: e.key}) ON CREATE SET n.name = e.name, n.label = e.label
-  MERGE (c)-[:MENTIONS]->(n))
-FOREACH (r IN $relations |
-  MERGE (a:Entity {key: r.source_key}) ON CREATE SET a.name = r.source, a.label = 'Entity'
-  MERGE (b:Entity {key: r.target_key}) ON CREATE SET b.name = r.target, b.label = 'Entity'
-  MERGE (a)-[:RELATED {type: r.type, document_id: $document_id, chunk_id: $chunk_id}]->(b))
+# One query writes a group of chunks: the entities first (each key once, with the name and label its first
+# mention gives it — what writing the chunks one by one in order would have kept, ON CREATE being first-wins),
+# then the chunk nodes, the MENTIONS edges and the RELATED edges, each an UNWIND over a list parameter. Every
+# write is a MERGE, so writing a group again (a retry after a failure midway) adds nothing. `count(*)` ends
+# each step with exactly one row, so an empty list does not stop the steps after it.
+_UPSERT_MANY = """
+UNWIND $entities AS e
+MERGE (n:Entity {key: e.key}) ON CREATE SET n.name = e.name, n.label = e.label
+WITH count(*) AS entities
+UNWIND $chunks AS ch
+MERGE (c:Chunk {id: ch.id}) SET c.document_id = ch.document_id
+WITH count(*) AS chunks
+UNWIND $mentions AS m
+MATCH (c:Chunk {id: m.chunk_id}), (n:Entity {key: m.key})
+MERGE (c)-[:MENTIONS]->(n)
+WITH count(*) AS mentions
+UNWIND $relations AS r
+MATCH (a:Entity {key: r.source_key}), (b:Entity {key: r.target_key})
+MERGE (a)-[:RELATED {type: r.type, document_id: r.document_id, chunk_id: r.chunk_id}]->(b)
 """
+# Bounds of one query, whatever a document holds: at most this many chunk rows, and this many rows in all
+# (entities + chunks + mentions + relations; a row is one short map). A bigger group takes several queries, in
+# the order above, so every edge's nodes are written by an earlier query or an earlier step of the same one.
+QUERY_MAX_CHUNKS = 256
+QUERY_MAX_ROWS = 4096
+_STEPS = ("entities", "chunks", "mentions", "relations")
+
+
+def upsert_rows(chunks: list[GraphChunk]) -> dict[str, list[dict]]:
+    """The rows `_UPSERT_MANY` takes for these chunks, in write order, each entity, chunk, mention and relation
+    once."""
+    entities: dict[str, dict] = {}
+    chunk_rows: dict[str, dict] = {}
+    mentions: dict[tuple, dict] = {}
+    relations: dict[tuple, dict] = {}
+    for chunk in chunks:
+        chunk_id, document_id = str(chunk.chunk_id), str(chunk.document_id)
+        chunk_rows[chunk_id] = {"id": chunk_id, "document_id": document_id}
+        for entity in chunk.entities:
+            key = entity_key(entity.name)
+            if key:
+                entities.setdefault(key, {"key": key, "name": str(entity.name).strip(),
+                                          "label": str(entity.label or "Entity")})
+                mentions.setdefault((chunk_id, key), {"chunk_id": chunk_id, "key": key})
+        for relation in chunk.relations:
+            source, target = entity_key(relation.source), entity_key(relation.target)
+            if source and target:
+                entities.setdefault(source, {"key": source, "name": str(relation.source).strip(), "label": "Entity"})
+                entities.setdefault(target, {"key": target, "name": str(relation.target).strip(), "label": "Entity"})
+                kind = str(relation.type or "RELATED_TO")
+                relations.setdefault((source, kind, target, chunk_id, document_id), {
+                    "source_key": source, "target_key": target, "type": kind, "document_id": document_id,
+                    "chunk_id": chunk_id})
+    return {"entities": list(entities.values()), "chunks": list(chunk_rows.values()),
+            "mentions": list(mentions.values()), "relations": list(relations.values())}
+
+
+def upsert_queries(rows: dict[str, list[dict]], max_rows: int, max_chunks: int) -> Iterator[dict[str, list[dict]]]:
+    """The parameters of each query writing `rows`: the steps' rows in order, cut where a query would hold more
+    than `max_rows` rows or `max_chunks` chunks."""
+    params, used = {step: [] for step in _STEPS}, 0
+    for step in _STEPS:
+        for row in rows[step]:
+            if used >= max_rows or (step == "chunks" and len(params["chunks"]) >= max_chunks):
+                yield params
+                params, used = {step: [] for step in _STEPS}, 0
+            params[step].append(row)
+            used += 1
+    if used:
+        yield params
+
 
 _TOUCHED = """
 MATCH (c:Chunk {document_id: $document_id})-[:MENTIONS]->(e:Entity) RETURN DISTINCT e.key AS key
@@ -305,24 +365,16 @@ class FalkorGraph(Graph):
 
     def upsert(self, chatbot_id: uuid.UUID, document_id: str, chunk_id: str, entities: list[Entity],
                relations: list[Relation]) -> None:
+        self.upsert_many(chatbot_id, [GraphChunk(chunk_id=str(chunk_id), document_id=str(document_id),
+                                                 entities=list(entities), relations=list(relations))])
+
+    def upsert_many(self, chatbot_id: uuid.UUID, chunks: list[GraphChunk]) -> None:
+        """One query per QUERY_MAX_CHUNKS chunks / QUERY_MAX_ROWS rows (each with the operation timeout)."""
+        if not chunks:
+            return
         self.provision(chatbot_id)
-        entity_rows = {}
-        for entity in entities:
-            key = entity_key(entity.name)
-            if key:
-                entity_rows.setdefault(key, {"key": key, "name": str(entity.name).strip(),
-                                             "label": str(entity.label or "Entity")})
-        relation_rows = {}
-        for relation in relations:
-            source, target = entity_key(relation.source), entity_key(relation.target)
-            if source and target:
-                kind = str(relation.type or "RELATED_TO")
-                relation_rows.setdefault((source, kind, target), {
-                    "source_key": source, "source": str(relation.source).strip(),
-                    "target_key": target, "target": str(relation.target).strip(), "type": kind})
-        self._run(chatbot_id, _UPSERT, {"chunk_id": str(chunk_id), "document_id": str(document_id),
-                                        "entities": list(entity_rows.values()),
-                                        "relations": list(relation_rows.values())})
+        for params in upsert_queries(upsert_rows(chunks), QUERY_MAX_ROWS, QUERY_MAX_CHUNKS):
+            self._run(chatbot_id, _UPSERT_MANY, params)
 
     def delete_document(self, chatbot_id: uuid.UUID, document_id: str) -> None:
         """Remove the document's chunks and relations, then the entities nothing refers to any more."""
