@@ -324,10 +324,8 @@ def copy_graph(chatbot_id, step: Step, result: Result, *, batch_size, dry_run, l
         present = _guarded(step, step.target, "target",
                            lambda b=batch: target.ids_present(chatbot_id, [c.chunk_id for c in b]))
         todo = _take([c for c in batch if c.chunk_id not in present], result, limit)
-        if not dry_run:
-            for chunk in todo:
-                _guarded(step, step.target, "target", lambda c=chunk: target.upsert(
-                    chatbot_id, c.document_id, c.chunk_id, c.entities, c.relations))
+        if not dry_run and todo:  # a batch a query or a few (FalkorGraph.upsert_many bounds each query)
+            _guarded(step, step.target, "target", lambda t=todo: target.upsert_many(chatbot_id, t))
         result.copied += len(todo)
         result.skipped += len(present)
         say(f"graph: batch {number}: {len(todo)} chunk nodes {'to copy' if dry_run else 'copied'}, {len(present)} "
