@@ -102,7 +102,8 @@ def report_parse(chatbot_id: uuid.UUID, body: dict) -> UsageReport:
 
 def runtime_usage_apply(report: UsageReport) -> dict:
     """Count the report's messages for the chatbot's account in its month, once. Returns
-    {"month", "used", "limit", "plan", "applied"} — `applied` false for a batch counted before."""
+    {"month", "used", "limit", "plan", "byoi_allowed", "applied"} — `applied` false for a batch counted before;
+    `byoi_allowed` false tells a runtime of the customer's own components that the plan lost BYOI."""
     chatbot = (Chatbot.objects.select_related("account__plan").filter(pk=report.chatbot_id).first())
     if chatbot is None or not Deployment.objects.filter(chatbot=chatbot).exists():
         raise ReportRefused(404, "No such deployed chatbot.")
@@ -122,4 +123,4 @@ def runtime_usage_apply(report: UsageReport) -> dict:
                 used = messages_in_month(account, report.month)
     plan = account.plan
     return {"month": report.month.strftime("%Y-%m"), "used": used, "limit": plan.max_messages_per_month,
-            "plan": plan.name, "applied": applied}
+            "plan": plan.name, "byoi_allowed": plan.byoi_allowed, "applied": applied}

@@ -149,6 +149,39 @@ def test_a_month_used_up_on_the_platform_stops_the_runtime_within_the_reporting_
     assert refused is not None and refused.type == "insufficient_quota"
 
 
+def test_a_runtime_of_own_components_pauses_when_the_plan_loses_byoi_and_resumes_when_it_is_back(runtime):
+    from wizchat.models import Plan
+
+    client = runtime["start"]()
+    ask(client, runtime["chatbot"])
+    account = runtime["chatbot"].account
+    paid = account.plan
+    account.plan = Plan.objects.get(slug="free")
+    account.save()
+    deadline = time.monotonic() + 4 * INTERVAL + 2
+    refused = None
+    while refused is None and time.monotonic() < deadline:  # the next report's answer tells the runtime
+        try:
+            ask(client, runtime["chatbot"])
+        except openai.APIStatusError as error:
+            refused = error
+        time.sleep(INTERVAL / 5)
+    assert refused is not None and refused.status_code == 502, refused
+    assert "BYOI is paused: the Free plan does not include BYOI" in refused.body["message"]
+    assert refused.body["code"] == "unavailable"  # never answered on WizChat's defaults instead
+    account.plan = paid
+    account.save()
+    deadline = time.monotonic() + 4 * INTERVAL + 2
+    while True:
+        try:
+            answer = ask(client, runtime["chatbot"])
+            break
+        except openai.APIStatusError:
+            assert time.monotonic() < deadline, "the runtime did not resume once the plan included BYOI again"
+            time.sleep(INTERVAL / 5)
+    assert answer.choices[0].message.content
+
+
 def test_an_unreachable_platform_does_not_stop_the_runtime_and_the_counts_arrive_once_it_is_back(runtime, platform):
     platform.refuse()
     client = runtime["start"]()
@@ -229,7 +262,7 @@ def test_a_replayed_report_batch_is_counted_once(live_server, deployed_chatbot):
     first = post_report(live_server, body, token)
     again = post_report(live_server, body, token)
     assert first == (200, {"month": month(), "used": 5, "limit": deployed_chatbot.account.plan.max_messages_per_month,
-                           "plan": deployed_chatbot.account.plan.name, "applied": True})
+                           "plan": deployed_chatbot.account.plan.name, "byoi_allowed": True, "applied": True})
     assert again[0] == 200 and again[1]["applied"] is False and again[1]["used"] == 5
     assert used(deployed_chatbot.account) == 5
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 
 from byoi.access import ComponentFailed, component, provision_once
-from byoi.resolver import resolve_from_env
+from byoi.resolver import ByoiUnavailable, resolve_from_env
 from chatbots.chat import ChatHost, Knowledge
 
 from .config import RuntimeConfig, config_load
@@ -43,6 +43,7 @@ class RuntimeHost(ChatHost):
         self.config = config
         self.chatbot = RuntimeChatbot(config.chatbot_id, config.name, config.slug, config.instructions)
         self._stack = resolve_from_env(environ)
+        self._custom = any(name.startswith("CUSTOM_") for name in environ)
         folder = Path(settings.RUNTIME_STATE_DIR)
         self.outbox = RuntimeOutbox(folder, config.values.get("WIZCHAT_OUTBOX_KEY"), self._deliver)
         self.usage = RuntimeUsage(folder, config.chatbot_id, config.values.get("WIZCHAT_PLATFORM_URL", ""),
@@ -61,7 +62,20 @@ class RuntimeHost(ChatHost):
 
     # --- ChatHost ---------------------------------------------------------------------------------------------
 
+    @property
+    def configured_stack(self):
+        """The components the environment names, whatever the plan says now (where they are, warming)."""
+        return self._stack
+
     def stack(self, chatbot):
+        """The stack from the environment — refused, as on the platform, while the platform says the plan lost
+        BYOI and this runtime runs the customer's own components (never WizChat's defaults instead)."""
+        if self._custom:
+            plan = self.usage.byoi_paused()
+            if plan is not None:
+                raise ComponentFailed("byoi", "your BYOI settings", ByoiUnavailable(
+                    f"BYOI is paused: the {plan} plan does not include BYOI. Upgrade or disable BYOI for this "
+                    "chatbot and redeploy it."))
         return self._stack
 
     def knowledge(self, chatbot, with_outbox: bool = False) -> Knowledge:

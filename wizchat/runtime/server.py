@@ -44,7 +44,7 @@ def _worker_ready(worker) -> None:
     from .views import readiness
 
     host = runtime_host()
-    stack = host.stack(host.chatbot)
+    stack = host.configured_stack
     threading.Thread(target=readiness, name="wizchat-readyz-first", daemon=True).start()
     values = host.config.values
     if values.get("WIZCHAT_DEPLOY_GENERATION"):  # a runtime started by hand has no deploy to report for

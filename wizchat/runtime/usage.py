@@ -167,6 +167,13 @@ class RuntimeUsage:
             db.execute("INSERT INTO counted (month, messages) VALUES (?, 1) "
                        "ON CONFLICT (month) DO UPDATE SET messages = messages + 1", (month,))
 
+    def byoi_paused(self) -> str | None:
+        """The plan's name when the platform last said the plan no longer includes BYOI, else None."""
+        with self._transaction() as db:
+            if self._meta(db, "byoi_allowed") == "0":
+                return self._meta(db, "plan") or "current"
+        return None
+
     def state(self) -> dict:
         """{"month", "used" (as last heard), "unreported", "limit"}: for /readyz and the tests."""
         month = month_now()
@@ -192,6 +199,8 @@ class RuntimeUsage:
                    "excluded.used", (answer["month"], answer["used"]))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('limit', ?)", (str(answer["limit"]),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (str(answer.get("plan") or "")[:100],))
+        if isinstance(answer.get("byoi_allowed"), bool):
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('byoi_allowed', ?)", ("1" if answer["byoi_allowed"] else "0",))
         db.execute("DELETE FROM known WHERE month < ?", (month_now()[:4] + "-00",))  # older years: not needed
         # When this was heard, by this machine's clock (a seed's time is the platform's: the two agree to the
         # second or so, and a seed is minutes or more older than what a runtime hears after it starts).

@@ -45,10 +45,9 @@ def healthz(request):
 
 
 def _probe(host, kind: str) -> dict:
-    stack = host.stack(host.chatbot)
     started = time.monotonic()
     try:
-        with component(stack, kind) as backend:
+        with component(host.stack(host.chatbot), kind) as backend:  # refused while the plan lacks BYOI
             _PROBES[kind](backend, host.chatbot.id)
     except ComponentFailed as failure:
         return {"ok": False, "code": failure.code, "hint": failure.hint}
@@ -63,7 +62,7 @@ def readiness() -> dict:
                 READY_CACHE_SECONDS if cached["status"] == "ready" and not cached["degraded"]
                 else NOT_READY_CACHE_SECONDS):
             return cached
-        stack = host.stack(host.chatbot)
+        stack = host.configured_stack
         futures = {kind: _pool.submit(_probe, host, kind) for kind in _PROBES}
         wait(futures.values())
         components = {kind: {"source": stack.sources[kind], **future.result()} for kind, future in futures.items()}
@@ -83,7 +82,7 @@ def readyz(request):
     presented = request.headers.get("X-WizChat-Platform-Token", "")
     body = {**result, "components": {k: dict(v) for k, v in result["components"].items()}}
     if token and presented and hmac.compare_digest(token, presented):
-        described = host.stack(host.chatbot).describe()
+        described = host.configured_stack.describe()
         for kind, entry in body["components"].items():
             entry["location"] = described[kind]["location"]
     return JsonResponse(body, status=200 if result["status"] == "ready" else 503)
