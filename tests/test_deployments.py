@@ -215,6 +215,23 @@ def test_the_env_command_masks_secrets_and_reveals_only_into_a_new_0600_file(byo
         call_command("chatbot_env", str(byoi_chatbot.id), reveal=True, output=str(target))
 
 
+def test_the_env_command_shows_what_was_deployed_not_what_is_saved_since(byoi_chatbot):  # noqa: F811
+    from byoi.services import component_save
+
+    with pytest.raises(CommandError, match="not deployed"):
+        call_command("chatbot_env", str(byoi_chatbot.id), deployed=True)
+    deployed_model = deployment_env(byoi_chatbot)["CUSTOM_LLM_MODEL"]
+    deployment_create(byoi_chatbot, "local")
+    llm = byoi_chatbot.components.get(kind="llm")
+    component_save(byoi_chatbot, "llm", values={**llm.values, "model": "a-newer-model"}, secrets={})
+    out = io.StringIO()
+    call_command("chatbot_env", str(byoi_chatbot.id), deployed=True, stdout=out)
+    assert f"CUSTOM_LLM_MODEL={deployed_model}\n" in out.getvalue() and "CUSTOM_LLM_API_KEY=***" in out.getvalue()
+    now = io.StringIO()
+    call_command("chatbot_env", str(byoi_chatbot.id), stdout=now)
+    assert "CUSTOM_LLM_MODEL=a-newer-model\n" in now.getvalue()
+
+
 def test_the_deploy_command_prints_valid_masked_kubernetes_manifests(byoi_chatbot):  # noqa: F811
     out = io.StringIO()
     call_command("chatbot_deploy", str(byoi_chatbot.id), target="kubernetes", dry_run=True, stdout=out)

@@ -28,3 +28,21 @@ def deployment_env_or_error(chatbot: Chatbot) -> dict[str, str]:
         return deployment_env(chatbot)
     except DeployRefused as refused:
         raise CommandError(str(refused)) from None
+
+
+def deployed_env_or_error(chatbot: Chatbot) -> dict[str, str]:
+    """The variables the chatbot's local deployment was deployed with (its snapshot), or CommandError saying why
+    there are none to show."""
+    from chatbots.deployments import DeployRefused, deployment_runtime_env
+    from chatbots.models import Deployment
+
+    deployment = Deployment.objects.filter(chatbot=chatbot).first()
+    if deployment is None:
+        raise CommandError(f"Chatbot {chatbot.id} is not deployed.")
+    if deployment.target == Deployment.Target.KUBERNETES:
+        raise CommandError("This chatbot is deployed to Kubernetes: the variables it was deployed with are in the "
+                           "Secret and ConfigMap named after it in DEPLOY_KUBERNETES_NAMESPACE.")
+    try:
+        return deployment_runtime_env(deployment)[1]
+    except DeployRefused as refused:
+        raise CommandError(str(refused)) from None
