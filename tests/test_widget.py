@@ -3,6 +3,7 @@ the session tokens (chatbots.widget, the widget views in chatbots.views_api). Th
 tests/e2e/test_widget_browser.py."""
 
 import json
+import re
 
 import pytest
 from django.core import signing
@@ -92,6 +93,15 @@ def test_the_frame_may_appear_only_inside_the_allowed_websites(client, chatbot):
     assert csp["connect-src"] == "'self'"
     assert "X-Frame-Options" not in response  # frame-ancestors decides; DENY would block the allowed sites too
     assert 'class="wz"' in response.content.decode()
+
+
+def test_the_frame_takes_a_question_only_once_its_script_is_ready(client, chatbot):
+    """Rendered disabled, enabled by frame.js once Enter and Send are bound (a question typed before would be
+    lost: a browser test under load typed it in that moment)."""
+    chatbot.allowed_origins = [ALLOWED]
+    chatbot.save()
+    page = client.get(f"/widget/{chatbot.id}/").content.decode()
+    assert re.search(r"<textarea [^>]*\bdisabled\b", page) and re.search(r'<button type="submit" disabled>', page)
 
 
 def test_the_frame_of_a_chatbot_without_allowed_websites_appears_nowhere(client, chatbot):

@@ -121,5 +121,7 @@
   window.addEventListener("message", function (e) {
     if (e.source === parent && e.data === "wizchat:focus") input.focus();
   });
+  input.disabled = false;  // ready: the page rendered both disabled so nothing typed before this is lost
+  send.disabled = false;
   input.focus();
 })();
