@@ -26,14 +26,17 @@ from django.conf import settings
 
 from bench.serving import LOAD_REPLY_WORDS, LOAD_WORD_DELAY, run_load, wait_http
 from tests.peers import PEERS
-from tests.test_data_residency import MARKER, TEXT
 from wizchat import embedded
 
 BASE = Path(__file__).resolve().parent.parent
 CLIENTS = 20
 SECONDS = float(os.environ.get("WIZCHAT_LOAD_SECONDS", "60"))
 MIN_EXCHANGES = CLIENTS  # at least one exchange per client: proof that the load happened
-QUESTION = f"What does the {MARKER} Protocol keep? (load {{marker}})"
+# Its own words: the load's chatbots are on WizChat's defaults, whose chunk tables outlive a test's flush, and
+# test_data_residency searches the platform database for its own marker word.
+TEXT = ("The Loadstone Handbook says every answer is stored once, in order, in the conversations store. "
+        "Acme Corporation runs the Loadstone Handbook on Kubernetes.\n\n") * 6
+QUESTION = "What does the Loadstone Handbook say about answers? (load {marker})"
 PASSWORD = "correct horse battery"  # make_user's
 # The API's rate limit stays on (counted in the Redis the platform runs, as in production), set above what 20
 # back-to-back clients send from one address with one key in a minute: the load must not be refused by design.
