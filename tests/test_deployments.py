@@ -265,14 +265,17 @@ def test_it_deploys_a_chatbot_on_wizchats_defaults(chatbot, supervisor, openai_s
     settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
     settings.DEFAULT_LLM_API_KEY = openai_server.api_key
     settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    document, _ = document_add(chatbot, title="Handbook", text=TEXT, queue=False)
+    # Not test_data_residency's marker word: a default chatbot's chunk table outlives the test's flush.
+    text = "The Defaults Handbook explains how a chatbot answers from WizChat's own stores.\n\n" * 6
+    document, _ = document_add(chatbot, title="Handbook", text=text, queue=False)
     document_ingest(document.id)
     _, key = apikey_create(chatbot, "tests")
     deployment_create(chatbot, "local")
     deployment = wait_status(chatbot, "running")
     assert set(deployment.carries.values()) == {"default"}
     client = openai.OpenAI(base_url=f"{deployment.url}/v1", api_key=key, max_retries=0)
-    completion = client.chat.completions.create(model=chatbot.slug, messages=[{"role": "user", "content": QUESTION}])
+    question = "How does the Defaults Handbook say a chatbot answers?"
+    completion = client.chat.completions.create(model=chatbot.slug, messages=[{"role": "user", "content": question}])
     assert completion.choices[0].message.content == openai_server.reply
     assert [s["title"] for s in completion.model_extra["wizchat"]["sources"]][0] == "Handbook"
 
