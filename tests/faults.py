@@ -55,10 +55,7 @@ def fault_settings(settings, openai_server):
 
     settings.BYOI_CONNECT_TIMEOUT, settings.BYOI_OPERATION_TIMEOUT = CONNECT, OPERATION
     settings.BYOI_BREAKER_COOLDOWN = COOLDOWN
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    resolver.clear_cache()
+    openai_server.as_default_llm(settings)
     yield settings
     resolver.clear_cache()
 

@@ -71,6 +71,16 @@ class OpenAIServer:
     def llm_settings(self, **overrides) -> dict:
         return {"endpoint": self.base_url, "api_key": self.api_key, "model": "gpt-4o-mini", **overrides}
 
+    def as_default_llm(self, settings) -> None:
+        """Make this server WizChat's default LLM (pytest-django's `settings`, restored after the test); the
+        resolver's cached backends are dropped so the next chat uses it."""
+        from byoi.resolver import clear_cache
+
+        settings.DEFAULT_LLM_ENDPOINT = self.base_url
+        settings.DEFAULT_LLM_API_KEY = self.api_key
+        settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
+        clear_cache()
+
     def embeddings_settings(self, **overrides) -> dict:
         return {"endpoint": self.base_url, "api_key": self.api_key, "model": "text-embedding-3-large",
                 "dimensions": 3072, **overrides}

@@ -185,10 +185,7 @@ def test_it_seeds_a_demo_chatbot_that_answers_straight_away(db, openai_server, s
     from chatbots.demo import SAMPLE_QUESTION, SAMPLE_TITLE
     from chatbots.models import Chatbot
 
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    clear_cache()
+    openai_server.as_default_llm(settings)
     call_command("seed_demo")
     chatbot = Chatbot.objects.get(account__name="Demo team")
     result = chat_answer(chatbot, SAMPLE_QUESTION)

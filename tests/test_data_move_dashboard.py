@@ -32,10 +32,7 @@ HX = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture
 def default_llm(settings, openai_server):
     """WizChat's default LLM is the OpenAI-protocol test server (the chat must answer)."""
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    resolver.clear_cache()
+    openai_server.as_default_llm(settings)
     yield settings
     resolver.clear_cache()
 

@@ -262,9 +262,7 @@ def test_it_marks_deployments_out_of_date_when_the_encryption_key_rotates(byoi_c
 
 def test_it_deploys_a_chatbot_on_wizchats_defaults(chatbot, supervisor, openai_server, settings):
     """A chatbot without BYOI: the runtime reaches WizChat's default stores through WIZCHAT_DEFAULT_* variables."""
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
+    openai_server.as_default_llm(settings)
     # Not test_data_residency's marker word: a default chatbot's chunk table outlives the test's flush.
     text = "The Defaults Handbook explains how a chatbot answers from WizChat's own stores.\n\n" * 6
     document, _ = document_add(chatbot, title="Handbook", text=text, queue=False)

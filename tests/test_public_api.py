@@ -33,9 +33,7 @@ def platform(settings, openai_server):
     from byoi.resolver import clear_cache
     from chatbots import publicapi
 
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
+    openai_server.as_default_llm(settings)
     settings.RATE_LIMIT_STORAGE_URL = "memory://"
 
     def clear():

@@ -37,10 +37,7 @@ def bound(baseline: float) -> float:
 @pytest.fixture
 def isolation_settings(settings, openai_server):
     settings.BYOI_CONNECT_TIMEOUT, settings.BYOI_OPERATION_TIMEOUT = 1, 4
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    resolver.clear_cache()
+    openai_server.as_default_llm(settings)
     yield settings
     resolver.clear_cache()
 

@@ -198,10 +198,7 @@ def key_of(chatbot) -> str:
 def test_a_session_token_works_for_its_chatbot(client, allowed_bot, openai_server, settings):
     from byoi.resolver import clear_cache
 
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    clear_cache()
+    openai_server.as_default_llm(settings)
     try:
         token = session(client, allowed_bot, ALLOWED).json()["token"]
         response = ask(client, token, allowed_bot.slug)

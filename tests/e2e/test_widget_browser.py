@@ -75,10 +75,7 @@ def default_llm(openai_server, settings):
     """The default LLM (a chatbot without BYOI) is the OpenAI-protocol test server."""
     from byoi.resolver import clear_cache
 
-    settings.DEFAULT_LLM_ENDPOINT = openai_server.base_url
-    settings.DEFAULT_LLM_API_KEY = openai_server.api_key
-    settings.DEFAULT_LLM_MODEL = "gpt-4o-mini"
-    clear_cache()
+    openai_server.as_default_llm(settings)
     yield openai_server
     clear_cache()
 
