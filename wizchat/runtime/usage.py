@@ -98,6 +98,9 @@ class RuntimeUsage:
             db.execute("CREATE TABLE IF NOT EXISTS known (month TEXT PRIMARY KEY, used INTEGER NOT NULL)")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (str(uuid.uuid4()),))
             self.instance = db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
+            # Read on every question (RuntimeHost.stack): kept in memory, written with the answer that said it.
+            self._paused_plan = ((self._meta(db, "plan") or "current") if self._meta(db, "byoi_allowed") == "0"
+                                 else None)
         if not self.url:
             log.warning("WIZCHAT_PLATFORM_URL is not set: messages are counted here but never reported, and the "
                         "plan's monthly quota is enforced only as far as the deployment's quota seed goes.")
@@ -169,10 +172,7 @@ class RuntimeUsage:
 
     def byoi_paused(self) -> str | None:
         """The plan's name when the platform last said the plan no longer includes BYOI, else None."""
-        with self._transaction() as db:
-            if self._meta(db, "byoi_allowed") == "0":
-                return self._meta(db, "plan") or "current"
-        return None
+        return self._paused_plan
 
     def state(self) -> dict:
         """{"month", "used" (as last heard), "unreported", "limit"}: for /readyz and the tests."""
@@ -193,14 +193,14 @@ class RuntimeUsage:
             raise ReportFailed("the platform's answer is not a usage answer")
         return answer
 
-    @staticmethod
-    def _heard(db, answer: dict) -> None:
+    def _heard(self, db, answer: dict) -> None:
         db.execute("INSERT INTO known (month, used) VALUES (?, ?) ON CONFLICT (month) DO UPDATE SET used = "
                    "excluded.used", (answer["month"], answer["used"]))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('limit', ?)", (str(answer["limit"]),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (str(answer.get("plan") or "")[:100],))
         if isinstance(answer.get("byoi_allowed"), bool):
             db.execute("INSERT OR REPLACE INTO meta VALUES ('byoi_allowed', ?)", ("1" if answer["byoi_allowed"] else "0",))
+            self._paused_plan = None if answer["byoi_allowed"] else (str(answer.get("plan") or "")[:100] or "current")
         db.execute("DELETE FROM known WHERE month < ?", (month_now()[:4] + "-00",))  # older years: not needed
         # When this was heard, by this machine's clock (a seed's time is the platform's: the two agree to the
         # second or so, and a seed is minutes or more older than what a runtime hears after it starts).
